@@ -1,0 +1,47 @@
+"""Model registry: a name (or a path to a converted bundle) → a loaded `VSRModel`.
+
+Each model family registers one loader; `load_model` is the only entry point the engine and CLI use.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+from vsrup.errors import UsageError
+from vsrup.models.base import VSRModel
+
+# name → loader(scale, device, dtype) -> VSRModel. Loaders import their module lazily so that
+# `vsrup --help` and the tiny default never pay for diffusers.
+Loader = Callable[[int, torch.device, torch.dtype], VSRModel]
+_LOADERS: dict[str, Loader] = {}
+
+DEFAULT_MODEL = "tiny"
+
+
+def register(name: str) -> Callable[[Loader], Loader]:
+    def wrap(loader: Loader) -> Loader:
+        _LOADERS[name] = loader
+        return loader
+
+    return wrap
+
+
+def available() -> list[str]:
+    return sorted(_LOADERS)
+
+
+def load_model(name: str, scale: int, device: torch.device, dtype: torch.dtype) -> VSRModel:
+    """Load a registered model by name, ready for inference (eval mode, on device, in dtype)."""
+    if name not in _LOADERS:
+        raise UsageError(f"unknown model {name!r}; choose one of: {', '.join(available())}")
+    model = _LOADERS[name](scale, device, dtype)
+    return model.eval().requires_grad_(False)
+
+
+@register("bicubic")
+def _load_bicubic(scale: int, device: torch.device, dtype: torch.dtype) -> VSRModel:
+    from vsrup.models.bicubic import Bicubic
+
+    return Bicubic(scale).to(device=device, dtype=dtype)
