@@ -1,0 +1,152 @@
+"""The `vsrup` command line: parses options and calls library functions; no logic of its own.
+
+Every user-facing failure is a `VsrupError`: `main` prints it on one line and exits with its code
+(see README, "Exit codes"); `--debug` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from enum import Enum
+from pathlib import Path
+
+import typer
+
+from vsrup import __version__
+from vsrup.errors import Interrupted, UsageError, VsrupError
+
+app = typer.Typer(
+    name="vsrup",
+    help="Upscale videos with one-step latent diffusion super-resolution.",
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+    pretty_exceptions_enable=False,
+)
+_state = {"debug": False}
+
+
+class ProgressMode(str, Enum):
+    auto = "auto"
+    bar = "bar"
+    json = "json"
+    quiet = "quiet"
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"vsrup {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors."),
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version."
+    ),
+) -> None:
+    _state["debug"] = debug
+    logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, format="vsrup: %(message)s")
+
+
+UPSCALE_HELP = """Upscale a video (or every video of a folder) and keep its audio, subtitles and timing.
+
+[bold]Examples[/bold]
+
+  vsrup upscale in.mp4 out.mp4                     [dim]# ×4 with the built-in model[/dim]
+
+  vsrup upscale in.mp4 out.mp4 --scale 2 --crf 16   [dim]# ×2, higher quality encode[/dim]
+
+  vsrup upscale in.mkv out.mkv --model dloral --tile 96   [dim]# diffusion model, tiled[/dim]
+
+  vsrup upscale in.mp4 out.mp4 --progress json      [dim]# one JSON object per line[/dim]
+"""
+
+
+@app.command(help=UPSCALE_HELP)
+def upscale(
+    source: Path = typer.Argument(..., help="Input video."),
+    target: Path = typer.Argument(..., help="Output video; the extension picks the container."),
+    scale: int = typer.Option(4, "--scale", "-s", envvar="VSRUP_SCALE", help="Upscaling factor: 2 or 4."),
+    model: str = typer.Option(
+        "tiny", "--model", "-m", envvar="VSRUP_MODEL", help="Model name (see `vsrup models`)."
+    ),
+    window: int = typer.Option(0, help="Frames per temporal window (0: the model's default)."),
+    overlap: int = typer.Option(-1, help="Frames shared by consecutive windows (-1: the model's default)."),
+    tile: int = typer.Option(
+        0, envvar="VSRUP_TILE", help="Spatial tile size in latent pixels (0: no tiling)."
+    ),
+    device: str = typer.Option("auto", envvar="VSRUP_DEVICE", help="auto, cpu, cuda or cuda:N."),
+    dtype: str = typer.Option(
+        "auto", envvar="VSRUP_DTYPE", help="auto (fp16 on GPU, fp32 on CPU), fp16, bf16, fp32."
+    ),
+    codec: str = typer.Option(
+        None, help="Video encoder (default by extension: .mp4 → libx264, .mkv → libx264)."
+    ),
+    crf: int = typer.Option(None, help="Encoder quality (x264/x265 CRF, default 18)."),
+    preset: str = typer.Option(None, help="Encoder preset, e.g. slow, medium, veryfast."),
+    pix_fmt: str = typer.Option(
+        None, "--pix-fmt", help="Output pixel format (default: yuv420p, 10-bit for 10-bit input)."
+    ),
+    overwrite: bool = typer.Option(False, "--overwrite", "-y", help="Replace an existing output file."),
+    progress: ProgressMode = typer.Option(
+        ProgressMode.auto, envvar="VSRUP_PROGRESS", help="Progress display."
+    ),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Same as --progress quiet."),
+) -> None:
+    from vsrup.engine import Upscaler, UpscaleSettings
+    from vsrup.progress import make_reporter
+    from vsrup.video import EncodeSettings
+
+    settings = UpscaleSettings(
+        scale=scale,
+        model=model,
+        window=window or None,
+        overlap=None if overlap < 0 else overlap,
+        tile=tile,
+        device=device,
+        dtype=dtype,
+        encode=EncodeSettings(codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt),
+        overwrite=overwrite,
+    )
+    upscaler = Upscaler(settings)
+    reporter = make_reporter("quiet" if quiet else progress.value)
+    try:
+        upscaler.upscale_file(source, target, reporter)
+    finally:
+        reporter.close()
+
+
+def main() -> None:
+    """Console entry point: one-line errors with distinct exit codes."""
+    try:
+        app(standalone_mode=False)
+    except VsrupError as exc:
+        _fail(exc, exc)
+    except KeyboardInterrupt as exc:
+        _fail(exc, Interrupted("interrupted; no partial output was left behind"))
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort as exc:
+        _fail(exc, Interrupted("aborted"))
+    except Exception as exc:  # usage errors from the parser, and anything unexpected
+        if callable(getattr(exc, "show", None)):  # the parser's own usage message
+            exc.show()
+            sys.exit(UsageError.exit_code)
+        _fail(
+            exc, VsrupError(f"internal error: {type(exc).__name__}: {exc} (rerun with --debug for details)")
+        )
+
+
+def _fail(original: BaseException, error: VsrupError) -> None:
+    if _state["debug"]:
+        import traceback
+
+        traceback.print_exception(original)
+    print(f"vsrup: error: {error}", file=sys.stderr)
+    sys.exit(error.exit_code)
+
+
+if __name__ == "__main__":
+    main()

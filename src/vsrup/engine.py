@@ -1,0 +1,203 @@
+"""The streaming upscale loop: decode → window → model → blend → encode, for one file at a time.
+
+`Upscaler` loads the model once and reuses it for every window and every file. `upscale_file`
+reads top to bottom as the data path. Frames stream through bounded queues, so peak memory is a
+few windows of frames however long the video is; the output is written to a temporary file beside
+the target and renamed into place only when complete.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from vsrup import models
+from vsrup.devices import is_out_of_memory, resolve_device, resolve_dtype
+from vsrup.errors import DeviceError, InputError, OutputError, UsageError
+from vsrup.progress import Reporter
+from vsrup.threads import BackgroundSink, prefetch
+from vsrup.video import EncodeSettings, Frame, VideoInfo, VideoWriter, choose_codec, probe, read_frames
+from vsrup.windows import TemporalBlender, Window, check_window, sliding_windows
+
+SCALES = (2, 4)
+
+
+@dataclass
+class UpscaleSettings:
+    scale: int = 4
+    model: str = models.DEFAULT_MODEL
+    window: int | None = None  # None: the default for the model
+    overlap: int | None = None
+    tile: int = 0  # latent tile size in latent pixels; 0: whole frame
+    device: str = "auto"
+    dtype: str = "auto"
+    encode: EncodeSettings = field(default_factory=EncodeSettings)
+    overwrite: bool = False
+
+    def validate(self) -> None:
+        if self.scale not in SCALES:
+            raise UsageError(f"--scale must be one of {', '.join(map(str, SCALES))} (got {self.scale})")
+        if self.tile < 0 or 0 < self.tile < 8:
+            raise UsageError(f"--tile must be 0 (off) or at least 8 latent pixels (got {self.tile})")
+
+
+@dataclass
+class FileResult:
+    input: Path
+    output: Path
+    frames: int
+    seconds: float
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.seconds if self.seconds > 0 else 0.0
+
+
+class Upscaler:
+    """A loaded model plus the settings to run it; upscales any number of files."""
+
+    def __init__(self, settings: UpscaleSettings) -> None:
+        settings.validate()
+        self.settings = settings
+        self.device = resolve_device(settings.device)
+        self.dtype = resolve_dtype(settings.dtype, self.device)
+        self.model = models.load_model(settings.model, settings.scale, self.device, self.dtype)
+        self.model.tiles.latent_tile = settings.tile
+        context = self.model.temporal_context
+        self.window = settings.window or (8 if context else 4)
+        self.overlap = settings.overlap if settings.overlap is not None else min(2 * context, self.window - 1)
+        check_window(self.window, self.overlap)
+
+    def upscale_file(self, source: Path, target: Path, reporter: Reporter | None = None) -> FileResult:
+        """Upscale one video file. Raises a VsrupError subclass for anything the user can fix."""
+        reporter = reporter or Reporter()
+        source, target = Path(source), Path(target)
+        check_output(source, target, self.settings.overwrite)
+        choose_codec(target, self.settings.encode)  # reject a bad extension/codec before any work
+        info = probe(source)
+        started = time.perf_counter()
+        reporter.start(source.name, info.frames_estimate)
+        with atomic_output(target) as partial:
+            writer = VideoWriter(
+                partial, info, self.settings.scale, self.settings.encode, target.suffix.lower()
+            )
+            encoder = BackgroundSink(lambda item: writer.write(*item))
+            try:
+                frames_written = self._stream(info, encoder, reporter)
+                encoder.close()
+                writer.close()
+            except BaseException:
+                with contextlib.suppress(BaseException):
+                    encoder.close()
+                writer.abort()
+                raise
+        seconds = time.perf_counter() - started
+        reporter.finish("done", output=str(target), seconds=round(seconds, 3))
+        return FileResult(source, target, frames_written, seconds)
+
+    def _stream(self, info: VideoInfo, encoder: BackgroundSink, reporter: Reporter) -> int:
+        """The data path: decoded frames → windows → model → blended frames → encoder queue."""
+        frames = prefetch(read_frames(info), depth=self.window + 2)
+        blender = TemporalBlender()
+        timing: dict[int, Frame] = {}  # frames decoded but not yet written, for their pts
+        written = 0
+        for window in sliding_windows(frames, self.window, self.overlap):
+            timing.update((f.index, f) for f in window.items)
+            upscaled = self._run_model(window)
+            for index, image in blender.add(window, upscaled):
+                written += self._emit(timing.pop(index), image, encoder, info)
+            reporter.advance(len(window.items) - window.shared_before)
+        for index, image in blender.flush():
+            written += self._emit(timing.pop(index), image, encoder, info)
+        return written
+
+    def _emit(self, frame: Frame, image: torch.Tensor, encoder: BackgroundSink, info: VideoInfo) -> int:
+        encoder.put((frame.pts, frame.duration, to_image(image, frame.image.dtype)))
+        return 1
+
+    def _run_model(self, window: Window[Frame]) -> torch.Tensor:
+        """Run the model on one window; on CUDA out-of-memory, halve the tile size and retry."""
+        batch = to_tensor([f.image for f in window.items], self.device, self.dtype)
+        while True:
+            try:
+                with torch.inference_mode():
+                    return self.model.upscale(batch)
+            except RuntimeError as exc:
+                if not (self.device.type == "cuda" and is_out_of_memory(exc)):
+                    raise
+                torch.cuda.empty_cache()
+                if not self._shrink_tiles():
+                    raise DeviceError(
+                        "out of GPU memory even with the smallest tiles; try --window 2"
+                    ) from None
+
+    def _shrink_tiles(self) -> bool:
+        tiles = self.model.tiles
+        if tiles.latent_tile == 0:
+            tiles.latent_tile = 128
+        elif tiles.latent_tile // 2 >= 2 * tiles.latent_overlap and tiles.latent_tile > 16:
+            tiles.latent_tile //= 2
+        else:
+            return False
+        return True
+
+
+def to_tensor(images: list[np.ndarray], device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """(T, H, W, 3) uint8/uint16 images → (T, 3, H, W) floats in [0, 1] on the device."""
+    stacked = torch.from_numpy(np.stack(images))
+    peak = 65535.0 if stacked.dtype == torch.uint16 else 255.0
+    if stacked.dtype == torch.uint16:
+        stacked = stacked.to(torch.int32)
+    if device.type == "cuda":
+        stacked = stacked.pin_memory().to(device, non_blocking=True)
+    return (stacked.permute(0, 3, 1, 2).to(dtype) / peak).contiguous()
+
+
+def to_image(frame: torch.Tensor, dtype: np.dtype) -> np.ndarray:
+    """(3, H, W) floats in [0, 1] → (H, W, 3) uint8 or uint16 for the encoder."""
+    peak = 65535.0 if dtype == np.uint16 else 255.0
+    scaled = (frame.float().clamp(0, 1) * peak).round().permute(1, 2, 0).cpu()
+    return scaled.to(torch.int32).numpy().astype(dtype)
+
+
+def check_output(source: Path, target: Path, overwrite: bool) -> None:
+    """Refuse before any work if the output would clobber something or cannot be written."""
+    if source.resolve() == target.resolve():
+        raise OutputError(f"output would overwrite the input: {target}")
+    if target.is_dir():
+        raise OutputError(f"output is a folder: {target}")
+    if target.exists() and not overwrite:
+        raise OutputError(f"output exists: {target} (use --overwrite to replace it)")
+    if not source.exists():
+        raise InputError(f"input not found: {source}")
+    folder = target.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot create output folder {folder}: {exc.strerror}") from None
+    if not os.access(folder, os.W_OK):
+        raise OutputError(f"output folder is not writable: {folder}")
+
+
+@contextlib.contextmanager
+def atomic_output(target: Path) -> Iterator[Path]:
+    """Yield a temporary path beside `target`; rename it into place only if the block succeeds.
+
+    On any error or interrupt the temporary file is removed and `target` is left as it was.
+    """
+    partial = target.with_name(f".{target.stem}.vsrup-partial{target.suffix}")
+    try:
+        yield partial
+        os.replace(partial, target)
+    except BaseException as exc:
+        partial.unlink(missing_ok=True)
+        if isinstance(exc, OSError) and not isinstance(exc, InputError):
+            raise OutputError(f"cannot write {target}: {exc.strerror or exc}") from None
+        raise

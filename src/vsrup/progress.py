@@ -1,0 +1,169 @@
+"""Progress reporting: a rich bar on a terminal, JSON lines for scripts, plain lines for logs.
+
+The engine only emits events (`start`, `advance`, `finish`); reporters decide how they look.
+JSON lines go to stdout (one object per line, for machines); everything for people goes to stderr.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import TextIO
+
+
+@dataclass
+class Rate:
+    """Frames done, frames per second and time left for one file."""
+
+    total: int | None
+    done: int = 0
+    started: float = field(default_factory=time.perf_counter)
+
+    @property
+    def fps(self) -> float:
+        elapsed = time.perf_counter() - self.started
+        return self.done / elapsed if elapsed > 0 else 0.0
+
+    @property
+    def eta_s(self) -> float | None:
+        if not self.total or not self.done:
+            return None
+        return max(0.0, (self.total - self.done) / max(self.fps, 1e-9))
+
+
+class Reporter:
+    """Base reporter: tracks the rate and says nothing."""
+
+    def __init__(self) -> None:
+        self.rate = Rate(None)
+        self.file = ""
+
+    def start(self, file: str, total: int | None) -> None:
+        self.file, self.rate = file, Rate(total)
+
+    def advance(self, frames: int, stage: str = "upscale") -> None:
+        self.rate.done += frames
+
+    def finish(self, status: str = "done", **extra: object) -> None:
+        pass
+
+    def message(self, text: str) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class QuietReporter(Reporter):
+    pass
+
+
+class JsonReporter(Reporter):
+    def __init__(self, stream: TextIO | None = None) -> None:
+        super().__init__()
+        self.stream = stream or sys.stdout
+
+    def _emit(self, **event: object) -> None:
+        self.stream.write(json.dumps(event) + "\n")
+        self.stream.flush()
+
+    def start(self, file: str, total: int | None) -> None:
+        super().start(file, total)
+        self._emit(event="start", file=file, frames_total=total)
+
+    def advance(self, frames: int, stage: str = "upscale") -> None:
+        super().advance(frames, stage)
+        eta = self.rate.eta_s
+        self._emit(
+            event="progress",
+            file=self.file,
+            stage=stage,
+            frames_done=self.rate.done,
+            frames_total=self.rate.total,
+            fps=round(self.rate.fps, 3),
+            eta_s=None if eta is None else round(eta, 1),
+        )
+
+    def finish(self, status: str = "done", **extra: object) -> None:
+        self._emit(event="finish", file=self.file, status=status, frames_done=self.rate.done, **extra)
+
+    def message(self, text: str) -> None:
+        self._emit(event="message", file=self.file, text=text)
+
+
+class LineReporter(Reporter):
+    """Plain progress lines on stderr, at most every `interval` seconds (for logs, not terminals)."""
+
+    def __init__(self, interval: float = 5.0, stream: TextIO | None = None) -> None:
+        super().__init__()
+        self.interval, self.stream, self._last = interval, stream or sys.stderr, 0.0
+
+    def advance(self, frames: int, stage: str = "upscale") -> None:
+        super().advance(frames, stage)
+        now = time.perf_counter()
+        if now - self._last >= self.interval:
+            self._last = now
+            total = self.rate.total or "?"
+            eta = self.rate.eta_s
+            eta_text = f", ETA {eta:.0f}s" if eta is not None else ""
+            self.stream.write(
+                f"{self.file}: {self.rate.done}/{total} frames, {self.rate.fps:.2f} fps{eta_text}\n"
+            )
+
+    def finish(self, status: str = "done", **extra: object) -> None:
+        self.stream.write(f"{self.file}: {status}, {self.rate.done} frames at {self.rate.fps:.2f} fps\n")
+
+    def message(self, text: str) -> None:
+        self.stream.write(text + "\n")
+
+
+class RichReporter(Reporter):
+    """A live progress bar with frames, fps and ETA (terminal only)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self.console = Console(stderr=True)
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[fps]:.2f} fps"),
+            TimeRemainingColumn(),
+            console=self.console,
+        )
+        self.progress.start()
+        self.task = None
+
+    def start(self, file: str, total: int | None) -> None:
+        super().start(file, total)
+        self.task = self.progress.add_task(file, total=total, fps=0.0)
+
+    def advance(self, frames: int, stage: str = "upscale") -> None:
+        super().advance(frames, stage)
+        self.progress.update(self.task, advance=frames, fps=self.rate.fps)
+
+    def finish(self, status: str = "done", **extra: object) -> None:
+        if self.task is not None:
+            self.progress.update(self.task, total=self.rate.done, description=f"{self.file} [{status}]")
+
+    def message(self, text: str) -> None:
+        self.console.print(text)
+
+    def close(self) -> None:
+        self.progress.stop()
+
+
+def make_reporter(mode: str) -> Reporter:
+    """`auto` picks the rich bar on a terminal and plain lines otherwise."""
+    if mode == "json":
+        return JsonReporter()
+    if mode == "quiet":
+        return QuietReporter()
+    if mode == "bar" or (mode == "auto" and sys.stderr.isatty()):
+        return RichReporter()
+    return LineReporter()
