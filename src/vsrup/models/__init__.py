@@ -45,3 +45,10 @@ def _load_bicubic(scale: int, device: torch.device, dtype: torch.dtype) -> VSRMo
     from vsrup.models.bicubic import Bicubic
 
     return Bicubic(scale).to(device=device, dtype=dtype)
+
+
+@register("tiny")
+def _load_tiny(scale: int, device: torch.device, dtype: torch.dtype) -> VSRModel:
+    from vsrup.models.tiny import load_shipped
+
+    return load_shipped(scale, device, dtype)

@@ -1,0 +1,195 @@
+"""The training loop for the tiny model: seeded, resumable, logged.
+
+Every step draws its data from `numpy.random.default_rng([seed, step])`, so a run resumed from a
+checkpoint sees exactly the batches it would have seen, and (with the same thread count) reproduces
+the uninterrupted run bit for bit. A run directory holds:
+
+- `checkpoint.safetensors` (+ `.json` config) — model weights, the same format as the shipped asset;
+- `optimizer.pt` — Adam state (torch.save; stays in the run dir, never shipped);
+- `state.json` — step, settings, elapsed time; `log.jsonl` — one line of losses per `log_every` steps.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import platform
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from vsrup.errors import UsageError
+from vsrup.models.tiny import TinyConfig, TinyVSR, load_tiny, save_tiny
+from vsrup.train import losses
+from vsrup.train.data import DEFAULT_DATA, build_cache, default_sources, sample_windows
+from vsrup.train.degrade import degrade, downscale, sample_params
+
+
+@dataclass
+class TrainSettings:
+    out: str  # where the final weights go (.safetensors; the .json config is written beside it)
+    scale: int = 4
+    steps: int = 3000
+    batch: int = 8
+    frames: int = 3  # frames per training window
+    crop: int = 128  # HR crop size (LR is crop / scale)
+    lr: float = 2e-3
+    seed: int = 0
+    data: list[str] = field(default_factory=list)  # videos / frame folders; empty = shared data
+    run_dir: str = "runs/tiny"
+    cache_dir: str = ""  # default: <run_dir>/cache
+    clean_fraction: float = 0.6  # plain bicubic pairs: the benchmark's LR
+    vary_start: float = 0.3  # fraction of the run after which frame-varying degradations begin
+    vary_max: float = 0.5  # share of degraded windows that are frame-varying at the end
+    width: int = 32
+    refiner_blocks: int = 4
+    ckpt_every: int = 200
+    log_every: int = 10
+    eval_every: int = 100
+    threads: int = 1
+
+
+def lr_at(step: int, s: TrainSettings) -> float:
+    """Short linear warm-up, then cosine decay to 2% of the peak."""
+    warm = max(1, s.steps // 30)
+    if step < warm:
+        return s.lr * (step + 1) / warm
+    p = (step - warm) / max(1, s.steps - warm)
+    return s.lr * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * p)))
+
+
+def vary_prob(step: int, s: TrainSettings) -> float:
+    """The curriculum: consistent-window degradations first, frame-varying ones phased in later."""
+    p = step / max(1, s.steps)
+    return 0.0 if p < s.vary_start else s.vary_max * (p - s.vary_start) / (1 - s.vary_start)
+
+
+def make_batch(cache: np.ndarray, step: int, s: TrainSettings) -> tuple[torch.Tensor, torch.Tensor]:
+    """(LR, HR) windows for `step`, (B, T, 3, h, w) and (B, T, 3, H, W), fully determined by seed+step."""
+    rng = np.random.default_rng([s.seed, step])
+    hr = torch.from_numpy(sample_windows(cache, rng, s.batch, s.frames, s.crop))
+    hr = hr.permute(0, 1, 4, 2, 3).float() / 255
+    lrs = []
+    for window in hr:
+        recipe = sample_params(rng, s.clean_fraction)
+        lrs.append(degrade(window, s.scale, recipe, rng, vary=rng.random() < vary_prob(step, s)))
+    return torch.stack(lrs), hr
+
+
+def psnr_gain(model: TinyVSR, val_hr: torch.Tensor, scale: int) -> float:
+    """Mean PSNR (RGB) gain over bicubic on fixed clean-bicubic windows: a cheap training monitor
+    drawn from the training clips (the held-out benchmark is `vsrup.evaluate`)."""
+    lr = downscale(val_hr.flatten(0, 1), scale).unflatten(0, val_hr.shape[:2])
+    with torch.no_grad():
+        out = model.upscale_windows(lr)
+    bic = torch.nn.functional.interpolate(lr.flatten(0, 1), scale_factor=scale, mode="bicubic").clamp(0, 1)
+
+    def psnr(x: torch.Tensor) -> float:
+        mse = ((x.flatten(0, 1) if x.dim() == 5 else x) - val_hr.flatten(0, 1)).pow(2).mean((1, 2, 3))
+        return float((10 * torch.log10(1 / mse.clamp_min(1e-10))).mean())
+
+    return psnr(out) - psnr(bic)
+
+
+def _save_checkpoint(run: Path, model: TinyVSR, opt: torch.optim.Optimizer, state: dict) -> None:
+    save_tiny(model, run / "checkpoint.safetensors", {"state": state})
+    torch.save(opt.state_dict(), run / "optimizer.tmp.pt")
+    (run / "optimizer.tmp.pt").replace(run / "optimizer.pt")
+    (run / "state.tmp.json").write_text(json.dumps(state, indent=2))
+    (run / "state.tmp.json").replace(run / "state.json")
+
+
+def _progress(enabled: bool):
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    return Progress(
+        TextColumn("[bold]train"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[info]}"),
+        TimeRemainingColumn(),
+        disable=not enabled,
+    )
+
+
+def train(settings: TrainSettings, resume: bool = False, progress: bool = True, command: str = "") -> dict:
+    """Train (or resume) a tiny model and write its weights to `settings.out`. Returns a summary."""
+    s = settings
+    if s.scale not in (2, 4) or s.crop % s.scale or s.frames < 1 or s.steps < 1:
+        raise UsageError("need scale 2 or 4, crop divisible by scale, frames ≥ 1, steps ≥ 1")
+    torch.set_num_threads(s.threads)
+    run = Path(s.run_dir)
+    run.mkdir(parents=True, exist_ok=True)
+    sources = [Path(d) for d in s.data] or default_sources(DEFAULT_DATA)
+    cache = build_cache(sources, Path(s.cache_dir) if s.cache_dir else run / "cache", seed=s.seed)
+    val_hr = torch.from_numpy(
+        sample_windows(cache, np.random.default_rng([s.seed, 2**32 - 1]), 8, s.frames, 160)
+    )
+    val_hr = val_hr.permute(0, 1, 4, 2, 3).float()[..., : 160 // s.scale * s.scale, :] / 255
+
+    torch.manual_seed(s.seed)
+    model = TinyVSR(TinyConfig(scale=s.scale, width=s.width, refiner_blocks=s.refiner_blocks))
+    opt = torch.optim.Adam(model.parameters(), lr=s.lr, betas=(0.9, 0.99))
+    step, elapsed = 0, 0.0
+    if resume and (run / "state.json").is_file():
+        state = json.loads((run / "state.json").read_text())
+        if state["settings"] != asdict(s):
+            raise UsageError(f"{run} was started with other settings; use a new --run-dir")
+        model = load_tiny(run / "checkpoint.safetensors")
+        opt = torch.optim.Adam(model.parameters(), lr=s.lr, betas=(0.9, 0.99))
+        opt.load_state_dict(torch.load(run / "optimizer.pt", weights_only=True))
+        step, elapsed = state["step"], state["elapsed_s"]
+    model.train()
+    log = (run / "log.jsonl").open("a")
+    start = time.perf_counter() - elapsed
+    gain = float("nan")
+    with _progress(progress) as bar:
+        task = bar.add_task("train", total=s.steps, completed=step, info="")
+        while step < s.steps:
+            lr_win, hr_win = make_batch(cache, step, s)
+            for group in opt.param_groups:
+                group["lr"] = lr_at(step, s)
+            out = model.upscale_windows(lr_win)
+            loss, parts = losses.total(out, hr_win)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            step += 1
+            if step % s.eval_every == 0 or step == s.steps:
+                model.eval()
+                gain = psnr_gain(model, val_hr, s.scale)
+                model.train()
+            if step % s.log_every == 0 or step == s.steps:
+                record = {"step": step, "loss": float(loss), **parts, "lr": lr_at(step - 1, s)}
+                record |= {
+                    "val_gain_db": None if math.isnan(gain) else round(gain, 4),
+                    "elapsed_s": round(time.perf_counter() - start, 1),
+                }
+                log.write(json.dumps(record) + "\n")
+                log.flush()
+            bar.update(task, completed=step, info=f"loss {float(loss):.4f}  val +{gain:.2f} dB")
+            if step % s.ckpt_every == 0 or step == s.steps:
+                state = {"step": step, "elapsed_s": time.perf_counter() - start, "settings": asdict(s)}
+                _save_checkpoint(run, model, opt, state)
+    log.close()
+    elapsed = time.perf_counter() - start
+    training = {
+        "command": command or "python -m vsrup.train " + " ".join(sys.argv[1:]),
+        "seed": s.seed,
+        "steps": s.steps,
+        "threads": s.threads,
+        "train_time_s": round(elapsed, 1),
+        "cpu": platform.processor() or platform.machine(),
+        "torch": torch.__version__,
+        "data": [str(p) for p in sources],
+        "settings": asdict(s),
+        "val_gain_db_train_clips": round(gain, 3),
+    }
+    model.eval()
+    save_tiny(model, Path(s.out), {"training": training})
+    return training
