@@ -118,6 +118,42 @@ def upscale(
         reporter.close()
 
 
+INFO_HELP = """Show what is in a video: streams, codecs, resolution, frame rate (constant or variable),
+frame count, duration, pixel format, colour tags, rotation, audio and subtitle streams.
+
+Variable frame rate is judged from the packet timestamps of the first 10 seconds.
+
+[bold]Examples[/bold]
+
+  vsrup info in.mp4
+
+  vsrup info in.mp4 --json | jq .video.frames      [dim]# for scripts[/dim]
+
+  vsrup info in.mkv --count                         [dim]# count frames exactly by demuxing[/dim]
+"""
+
+
+@app.command("info", help=INFO_HELP)
+def info_command(
+    source: Path = typer.Argument(..., help="Input video."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of a table."),
+    count: bool = typer.Option(
+        False, "--count", help="Count frames by demuxing every packet, even when the header has a count."
+    ),
+) -> None:
+    import json
+
+    from vsrup.info import describe, render
+
+    report = describe(source, count=count)
+    if as_json:
+        typer.echo(json.dumps(report, indent=2))
+    else:
+        from rich.console import Console
+
+        Console().print(render(report))
+
+
 def main() -> None:
     """Console entry point: one-line errors with distinct exit codes."""
     try:
