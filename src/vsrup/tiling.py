@@ -15,16 +15,22 @@ from fractions import Fraction
 import torch
 
 
-def ramp(length: int, fade_in: int, fade_out: int) -> torch.Tensor:
+def ramp(length: int, fade_in: int, fade_out: int, edge: int = 0) -> torch.Tensor:
     """Weights for one piece of `length` items: rising over the first `fade_in`, falling over the
-    last `fade_out`, 1 in between. Values stay > 0 so a lone piece still normalises cleanly."""
+    last `fade_out`, 1 in between. The outermost `edge` items of each fade get zero weight: a tile's
+    border pixels saw zero padding instead of image, so the neighbouring tile alone decides there.
+    Otherwise weights stay > 0, so a lone piece still normalises cleanly."""
     w = torch.ones(length, dtype=torch.float32)
-    if fade_in > 0:
-        n = min(fade_in, length)
-        w[:n] = torch.minimum(w[:n], (torch.arange(n) + 1.0) / (fade_in + 1.0))
-    if fade_out > 0:
-        n = min(fade_out, length)
-        w[length - n :] = torch.minimum(w[length - n :], (torch.arange(n, 0, -1) + 0.0) / (fade_out + 1.0))
+    for fade, flip in ((fade_in, False), (fade_out, True)):
+        n = min(fade, length)
+        if n <= 0:
+            continue
+        skip = min(edge, fade - 1)
+        rise = ((torch.arange(n) + 1.0 - skip) / (fade + 1.0 - skip)).clamp(min=0)
+        part = w.flip(0)[:n] if flip else w[:n]
+        part.copy_(torch.minimum(part, rise))
+        if flip:
+            w[length - n :] = part.flip(0)
     return w
 
 
@@ -83,8 +89,9 @@ def tiled_apply(
                 out = result.new_zeros(*result.shape[:-2], *full, dtype=torch.float32)
                 weight_sum = torch.zeros(full, dtype=torch.float32, device=result.device)
             fade = _scaled(overlap, out_scale, "overlap")
-            wy = ramp(oh, fade if y > 0 else 0, fade if y + th < height else 0)
-            wx = ramp(ow, fade if x0 > 0 else 0, fade if x0 + tw < width else 0)
+            edge = fade // 4
+            wy = ramp(oh, fade if y > 0 else 0, fade if y + th < height else 0, edge)
+            wx = ramp(ow, fade if x0 > 0 else 0, fade if x0 + tw < width else 0, edge)
             w = (wy[:, None] * wx[None, :]).to(result.device)
             out[..., oy : oy + oh, ox : ox + ow] += result.float() * w
             weight_sum[oy : oy + oh, ox : ox + ow] += w
