@@ -314,6 +314,24 @@ def test_local_file_is_verified_and_passed_to_the_converter(hub, tmp_path, conve
     assert (info["cached"], info["converted"], info["ready"], info["size"]) == (True, True, True, 4000)
 
 
+def test_a_local_folder_in_the_repo_layout_is_imported(hub, tmp_path):
+    # e.g. a Hugging Face snapshot folder, whose files are symlinks to blobs elsewhere
+    a, b = blob(1000, seed=16), blob(500, seed=17)
+    (tmp_path / "blobs").mkdir()
+    (tmp_path / "blobs" / "1").write_bytes(a)
+    (tmp_path / "mine" / "vae").mkdir(parents=True)
+    (tmp_path / "mine" / "vae" / "w.bin").symlink_to(tmp_path / "blobs" / "1")
+    (tmp_path / "mine" / "cfg.json").write_bytes(b)
+    reg = registry(tmp_path, hub_entry("m", "org/none", pin("vae/w.bin", a) + ",\n" + pin("cfg.json", b)))
+
+    folder = weights.download("m", local_file=tmp_path / "mine", registry=reg)
+
+    assert folder == tmp_path / "vsrup" / "downloads" / "m"
+    assert (folder / "vae" / "w.bin").read_bytes() == a and (folder / "cfg.json").read_bytes() == b
+    assert weights.download("m", registry=reg) == folder  # later runs use the imported copy
+    assert hub.requests == []
+
+
 def test_a_wrong_local_file_is_refused_but_not_deleted(hub, tmp_path, converter):
     mine = tmp_path / "my_model.pkl"
     mine.write_bytes(blob(4000, seed=10))
