@@ -508,3 +508,32 @@ def test_download_weights_and_list_models_report_what_is_ready(hub, tmp_path):
     assert (listed["b"]["cached"], listed["b"]["ready"], listed["b"]["size"]) == (False, False, 900)
     assert listed["a"]["license"] == "MIT" and listed["a"]["converted"] is None
     assert os.environ["HF_HOME"] == str(tmp_path / "hf")
+
+
+@pytest.mark.slow  # about 15 s: imports torch, diffusers and peft, converts a tiny checkpoint
+def test_dloral_download_feeds_the_real_converter(hub, tmp_path):
+    """The whole path with the real vsrup.convert on tiny checkpoints in the official layouts."""
+    tiny_sd = pytest.importorskip("tiny_sd")
+    pytest.importorskip("vsrup.convert")
+    import torch
+    from safetensors.torch import load_file
+
+    base = tiny_sd.write_sd21_base(tmp_path / "sd")
+    pkl = tiny_sd.write_dloral_pkl(tmp_path / "model.pkl")
+    hub.repos["org/sd"] = {name: path.read_bytes() for name, path in base.items()}
+    hub.urls["/files/model.pkl"] = (pkl.read_bytes(), "application/octet-stream")
+    base_pins = ",\n".join(pin(name, path.read_bytes()) for name, path in base.items())
+    text = url_entry(
+        "dloral", f"{hub.url}/files/model.pkl", pin("model.pkl", pkl.read_bytes()), "dloral", '"sd"'
+    )
+    reg = registry(tmp_path, text + hub_entry("sd", "org/sd", base_pins))
+
+    out = weights.download("dloral", registry=reg)
+
+    bundle = load_file(out / "model.safetensors")
+    config = json.loads((out / "config.json").read_text())
+    vae = load_file(base["vae/diffusion_pytorch_model.safetensors"])
+    assert config["model"] == "dloral" and any(k.startswith("cfr.") for k in bundle)
+    key = "encoder.conv_in.weight"  # not touched by LoRA merging or key renaming: copied, then cast
+    assert torch.equal(bundle[f"vae.{key}"], vae[key].to(bundle[f"vae.{key}"].dtype))
+    assert weights.require_bundle("dloral", registry=reg) == out
