@@ -312,6 +312,7 @@ def test_local_file_is_verified_and_passed_to_the_converter(hub, tmp_path, conve
     assert (out / "model.safetensors").read_bytes() == b"converted"
     info = weights.status("m", registry=reg)
     assert (info["cached"], info["converted"], info["ready"], info["size"]) == (True, True, True, 4000)
+    assert info["path"] == str(out)
 
 
 def test_a_local_folder_in_the_repo_layout_is_imported(hub, tmp_path):
@@ -507,6 +508,7 @@ def test_download_weights_and_list_models_report_what_is_ready(hub, tmp_path):
     listed = {m["name"]: m for m in weights.list_models(registry=reg)}
     assert (listed["b"]["cached"], listed["b"]["ready"], listed["b"]["size"]) == (False, False, 900)
     assert listed["a"]["license"] == "MIT" and listed["a"]["converted"] is None
+    assert Path(listed["a"]["path"], "w.bin").read_bytes() == a and listed["b"]["path"] is None
     assert os.environ["HF_HOME"] == str(tmp_path / "hf")
 
 

@@ -586,12 +586,17 @@ def download(
             return bundle_dir(name, registry)
     files = fetch_files(entry, revision, local_file, cache_dir, progress)
     if entry.convert == "none":
-        first = entry.files[0].name
-        return files[first].parents[first.count("/")]
+        return _root(entry, files)
     specs = _input_specs(entries, entry)  # checks that no two models bring the same file name
     for required in entry.requires:
         files.update(fetch_files(entries[required], cache_dir=cache_dir, progress=progress))
-    return _convert(entry, {name: (spec, files[name]) for name, spec in specs.items()})
+    return _convert(entry, {key: (spec, files[key]) for key, spec in specs.items()})
+
+
+def _root(entry: Entry, files: dict[str, Path]) -> Path:
+    """The folder that holds entry's files in their repo layout."""
+    first = entry.files[0].name
+    return files[first].parents[first.count("/")]
 
 
 def _input_specs(entries: dict[str, Entry], entry: Entry) -> dict[str, FileSpec]:
@@ -704,6 +709,10 @@ def status(name: str, cache_dir: str | Path | None = None, registry: str | Path 
     if size is None and cached is not None:
         size = sum(p.stat().st_size for p in cached.values())
     converted = None if entry.convert == "none" else _bundle_state(entries, entry) == "ok"
+    if converted:
+        path = vsrup_cache() / entry.name
+    else:
+        path = _root(entry, cached) if converted is None and cached is not None else None
     return {
         "name": entry.name,
         "description": entry.description,
@@ -715,6 +724,7 @@ def status(name: str, cache_dir: str | Path | None = None, registry: str | Path 
         "converted": converted,
         "ready": converted if converted is not None else cached is not None,
         "requires": list(entry.requires),
+        "path": str(path) if path else None,  # the bundle, or the files of a model with no converter
     }
 
 
