@@ -197,6 +197,26 @@ def test_hub_download_resumes_after_a_dropped_connection(hub, tmp_path, monkeypa
     assert first is None and second == "bytes=3072-"
 
 
+def test_progress_reaches_the_callback_through_huggingface_hubs_xet_reporter():
+    # Large hub files download through Xet, which drives its bars with more of tqdm's interface.
+    xet = pytest.importorskip("huggingface_hub.utils._xet_progress_reporting")
+    seen = []
+    bar = weights._progress_bar(lambda *e: seen.append(e), "w.bin")
+    report = types.SimpleNamespace(
+        total_bytes_completed=600,
+        total_transfer_bytes_completed=400,
+        total_bytes_completion_rate=1.0,
+        total_transfer_bytes_completion_rate=1.0,
+        total_bytes=1000,
+    )
+    with xet.XetDownloadProgressReporter(
+        reconstruction_desc="w", total=1000, log_level=30, tqdm_class=bar
+    ) as r:
+        r.update_progress(report)
+
+    assert seen == [("w.bin", 600, 1000)]
+
+
 def test_checksum_mismatch_is_rejected_and_nothing_corrupt_stays_cached(hub, tmp_path):
     good, served = blob(3000), blob(3000, seed=2)
     hub.repos["org/model"] = {"w.bin": served}

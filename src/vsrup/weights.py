@@ -24,7 +24,6 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 
 try:
@@ -462,7 +461,7 @@ def _hub_file(location: Location, name: str, cache_dir: str | Path | None, progr
             # huggingface_hub read HF_ENDPOINT and HF_HUB_OFFLINE when it was imported; pass today's.
             endpoint=(os.environ.get("HF_ENDPOINT") or "").rstrip("/") or None,
             local_files_only=offline(),
-            tqdm_class=partial(_ProgressBar, progress, name) if progress else None,
+            tqdm_class=_progress_bar(progress, name) if progress else None,
         )
     except Exception as e:  # any failure of this location (HTTP, network, cache) → try the next one
         raise _SourceFailed(_hub_reason(e)) from e
@@ -483,21 +482,32 @@ def _hub_reason(e: Exception) -> str:
     return reasons.get(kind) or f"{kind}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"
 
 
-class _ProgressBar:
-    """Stands in for tqdm inside huggingface_hub and forwards byte counts to a Progress callback."""
+def _progress_bar(progress: Progress, name: str) -> type:
+    """A stand-in for tqdm that huggingface_hub accepts as tqdm_class: forwards bytes written to disk."""
 
-    def __init__(self, progress: Progress, name: str, total: int | None = None, initial: int = 0, **_):
-        self.progress, self.name, self.total, self.n = progress, name, total, initial
+    class Bar:
+        def __init__(self, total: int | None = None, initial: int = 0, **_: object) -> None:
+            self.total, self.n = total, initial
 
-    def update(self, n: int = 1) -> None:
-        self.n += n
-        self.progress(self.name, self.n, self.total)
+        def update(self, n: int = 1) -> None:
+            self.n += n
+            progress(name, self.n, self.total)
 
-    def __enter__(self) -> _ProgressBar:
-        return self
+        def update_transfer(self, n: int = 1) -> None:
+            pass  # network bytes of a Xet download; having this makes huggingface_hub use one bar
 
-    def __exit__(self, *exc: object) -> None:
-        return None
+        def set_postfix_str(self, *args: object, **kwargs: object) -> None:
+            pass
+
+        set_transfer_postfix_str = refresh = close = set_postfix_str
+
+        def __enter__(self) -> Bar:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            pass
+
+    return Bar
 
 
 def _url_file(url: str, dest: Path, size: int | None, progress: Progress | None, attempts: int = 3) -> Path:
