@@ -246,6 +246,21 @@ def test_mirrors_are_tried_in_order(hub, tmp_path):
     assert all(p.read_bytes() != bad for p in regular_files(tmp_path / "hf"))
 
 
+def test_revision_overrides_the_pinned_one_for_hub_models_only(hub, tmp_path):
+    data = blob(700, seed=18)
+    hub.repos["org/model"] = {"w.bin": data}
+    text = hub_entry("m", "org/model", pin("w.bin", data)) + url_entry(
+        "u", f"{hub.url}/files/u", pin("u", data)
+    )
+    reg = registry(tmp_path, text)
+
+    weights.download("m", revision="main", registry=reg)
+
+    assert hub.gets("w.bin") == [None] and "/resolve/main/w.bin" in hub.requests[-1][1]
+    with pytest.raises(UsageError, match="--revision applies to hub models only"):
+        weights.download("u", revision="main", registry=reg)
+
+
 def test_offline_mode_uses_a_warm_cache_without_the_network(hub, tmp_path, monkeypatch):
     data = blob(1500, seed=5)
     hub.repos["org/model"] = {"w.bin": data}

@@ -61,13 +61,23 @@ UPSCALE_HELP = """Upscale a video (or every video of a folder) and keep its audi
   vsrup upscale in.mkv out.mkv --model dloral --tile 96   [dim]# diffusion model, tiled[/dim]
 
   vsrup upscale in.mp4 out.mp4 --progress json      [dim]# one JSON object per line[/dim]
+
+  vsrup upscale clips/ out/ --suffix _x4 --skip-existing   [dim]# a folder, keeping its layout[/dim]
+
+  vsrup upscale a.mp4 b.mkv "more/*.mov" out/       [dim]# several inputs into one folder[/dim]
+
+  vsrup upscale long.mp4 out.mp4 --resume           [dim]# rerun after a crash to continue[/dim]
 """
 
 
 @app.command(help=UPSCALE_HELP)
 def upscale(
-    source: Path = typer.Argument(..., help="Input video."),
-    target: Path = typer.Argument(..., help="Output video; the extension picks the container."),
+    paths: list[Path] = typer.Argument(
+        ...,
+        help="Inputs (videos, folders, globs), then the output: a file for one input video (its "
+        "extension picks the container), else a folder.",
+        show_default=False,
+    ),
     scale: int = typer.Option(4, "--scale", "-s", envvar="VSRUP_SCALE", help="Upscaling factor: 2 or 4."),
     model: str = typer.Option(
         "tiny", "--model", "-m", envvar="VSRUP_MODEL", help="Model name (see `vsrup models`)."
@@ -94,8 +104,16 @@ def upscale(
         ProgressMode.auto, envvar="VSRUP_PROGRESS", help="Progress display."
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Same as --progress quiet."),
+    suffix: str = typer.Option("", help="Added to output names in a folder, e.g. _x4: clip_x4.mp4."),
+    skip_existing: bool = typer.Option(
+        False, "--skip-existing", help="Skip inputs whose output exists (outputs are only ever complete)."
+    ),
+    resume: bool = typer.Option(
+        False, "--resume", help="Keep finished parts of a long job beside the output; rerun to continue."
+    ),
 ) -> None:
-    from vsrup.engine import Upscaler, UpscaleSettings
+    from vsrup.batch import upscale_paths
+    from vsrup.engine import UpscaleSettings
     from vsrup.progress import make_reporter
     from vsrup.video import EncodeSettings
 
@@ -109,11 +127,13 @@ def upscale(
         dtype=dtype,
         encode=EncodeSettings(codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt),
         overwrite=overwrite,
+        resume=resume,
     )
-    upscaler = Upscaler(settings)
     reporter = make_reporter("quiet" if quiet else progress.value)
     try:
-        upscaler.upscale_file(source, target, reporter)
+        upscale_paths(paths, settings, reporter, suffix=suffix, skip_existing=skip_existing)
+    except KeyboardInterrupt:  # typer would turn it into a silent exit code
+        raise Interrupted("interrupted; no partial output was left behind") from None
     finally:
         reporter.close()
 

@@ -40,6 +40,8 @@ class UpscaleSettings:
     dtype: str = "auto"
     encode: EncodeSettings = field(default_factory=EncodeSettings)
     overwrite: bool = False
+    resume: bool = False  # keep finished segments beside the output so a rerun continues
+    segment_frames: int = 240  # with resume: frames per finished segment (at least; ends on a window)
 
     def validate(self) -> None:
         if self.scale not in SCALES:
@@ -88,19 +90,25 @@ class Upscaler:
             writer = VideoWriter(
                 partial, info, self.settings.scale, self.settings.encode, target.suffix.lower()
             )
-            encoder = BackgroundSink(lambda item: writer.write(*item))
-            try:
-                frames_written = self._stream(info, encoder, reporter)
-                encoder.close()
-                writer.close()
-            except BaseException:
-                with contextlib.suppress(BaseException):
-                    encoder.close()
-                writer.abort()
-                raise
+            frames_written = self._encode(info, writer, reporter)
         seconds = time.perf_counter() - started
         reporter.finish("done", output=str(target), seconds=round(seconds, 3))
         return FileResult(source, target, frames_written, seconds)
+
+    def _encode(self, info: VideoInfo, writer: VideoWriter, reporter: Reporter) -> int:
+        """Stream the whole video into `writer` (encoding in a background thread), then close it."""
+        encoder = BackgroundSink(lambda item: writer.write(*item))
+        try:
+            frames_written = self._stream(info, encoder, reporter)
+            encoder.close()
+            writer.close()
+        except BaseException:
+            # Ctrl-C or an error: drop the queued frames at once, release the file, re-raise.
+            with contextlib.suppress(BaseException):
+                encoder.abort()
+            writer.abort()
+            raise
+        return frames_written
 
     def _stream(self, info: VideoInfo, encoder: BackgroundSink, reporter: Reporter) -> int:
         """The data path: decoded frames → windows → model → blended frames → encoder queue."""
@@ -108,12 +116,13 @@ class Upscaler:
         blender = TemporalBlender()
         timing: dict[int, Frame] = {}  # frames decoded but not yet written, for their pts
         written = 0
-        for window in sliding_windows(frames, self.window, self.overlap):
-            timing.update((f.index, f) for f in window.items)
-            upscaled = self._run_model(window)
-            for index, image in blender.add(window, upscaled):
-                written += self._emit(timing.pop(index), image, encoder, info)
-            reporter.advance(len(window.items) - window.shared_before)
+        with contextlib.closing(frames):  # stops the decode thread at once, also on errors
+            for window in sliding_windows(frames, self.window, self.overlap):
+                timing.update((f.index, f) for f in window.items)
+                upscaled = self._run_model(window)
+                for index, image in blender.add(window, upscaled):
+                    written += self._emit(timing.pop(index), image, encoder, info)
+                reporter.advance(len(window.items) - window.shared_before)
         for index, image in blender.flush():
             written += self._emit(timing.pop(index), image, encoder, info)
         return written
@@ -130,13 +139,17 @@ class Upscaler:
                 with torch.inference_mode():
                     return self.model.upscale(batch)
             except RuntimeError as exc:
-                if not (self.device.type == "cuda" and is_out_of_memory(exc)):
+                if not self._recoverable_oom(exc):
                     raise
                 torch.cuda.empty_cache()
                 if not self._shrink_tiles():
                     raise DeviceError(
                         "out of GPU memory even with the smallest tiles; try --window 2"
                     ) from None
+
+    def _recoverable_oom(self, exc: BaseException) -> bool:
+        """Only CUDA out-of-memory is retried with smaller tiles (host OOM cannot be caught)."""
+        return self.device.type == "cuda" and is_out_of_memory(exc)
 
     def _shrink_tiles(self) -> bool:
         tiles = self.model.tiles

@@ -26,20 +26,24 @@ def prefetch(items: Iterable[T], depth: int = 4) -> Iterator[T]:
     q: queue.Queue = queue.Queue(maxsize=depth)
     stop = threading.Event()
 
+    def offer(item: object) -> bool:
+        """Put unless the consumer has gone away (a blocking put would hang this thread forever)."""
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
     def produce() -> None:
         try:
             for item in items:
-                while not stop.is_set():
-                    try:
-                        q.put(item, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
+                if not offer(item):
                     return
-            q.put(_DONE)
+            offer(_DONE)
         except BaseException as exc:  # noqa: BLE001 - handed to the consumer
-            q.put(_Failure(exc))
+            offer(_Failure(exc))
 
     thread = threading.Thread(target=produce, name="vsrup-decode", daemon=True)
     thread.start()
@@ -63,6 +67,7 @@ class BackgroundSink:
         self._consume = consume
         self._queue: queue.Queue = queue.Queue(maxsize=depth)
         self._error: BaseException | None = None
+        self._aborted = False  # set by abort(): drop what is queued instead of consuming it
         self._thread = threading.Thread(target=self._run, name="vsrup-encode", daemon=True)
         self._thread.start()
 
@@ -71,7 +76,7 @@ class BackgroundSink:
             item = self._queue.get()
             if item is _DONE:
                 return
-            if self._error is None:
+            if self._error is None and not self._aborted:
                 try:
                     self._consume(item)
                 except BaseException as exc:  # noqa: BLE001 - handed to the producer
@@ -86,6 +91,12 @@ class BackgroundSink:
         self._queue.put(_DONE)
         self._thread.join()
         self._raise_if_failed()
+
+    def abort(self) -> None:
+        """Stop without consuming what is still queued (the output is being discarded)."""
+        self._aborted = True
+        self._queue.put(_DONE)
+        self._thread.join()
 
     def _raise_if_failed(self) -> None:
         if self._error is not None:

@@ -107,6 +107,8 @@ def probe(path: Path | str) -> VideoInfo:
             raise InputError(f"no video stream in {path} (it has: {', '.join(kinds)})")
         stream = container.streams.video[0]
         ctx = stream.codec_context
+        if ctx is None:  # FFmpeg knows no decoder for the stream's codec id
+            raise InputError(f"unsupported video codec in {path}: this FFmpeg build cannot decode it")
         if not ctx.width or not ctx.height:
             raise InputError(f"video stream of {path} has no frame size (corrupt?)")
         fmt = ctx.format
@@ -181,6 +183,22 @@ def read_frames(info: VideoInfo) -> Iterator[Frame]:
             ) from None
     if index == 0:
         raise InputError(f"no video frames could be decoded from {info.path}")
+    _warn_if_short(info, index)
+
+
+def _warn_if_short(info: VideoInfo, decoded: int) -> None:
+    """A truncated file often decodes cleanly up to the cut: say so rather than end quietly short.
+
+    Only a warning: edit lists and odd muxers make header counts disagree with legal files too.
+    """
+    expected = info.frames_estimate
+    if expected and decoded < 0.9 * expected - 2:
+        log.warning(
+            "%s: decoded %d frames but its header suggests %d; the file may be truncated",
+            info.path,
+            decoded,
+            expected,
+        )
 
 
 @dataclass
@@ -202,6 +220,11 @@ def choose_codec(output: Path, settings: EncodeSettings) -> str:
             f"unsupported output extension {ext!r}; use one of {', '.join(sorted(_DEFAULT_CODEC))}"
         )
     return _DEFAULT_CODEC[ext]
+
+
+def writable_extension(ext: str) -> str:
+    """The extension to write for an input with `ext`: the same where we can encode it, else .mkv."""
+    return ext if ext.lower() in _DEFAULT_CODEC else ".mkv"
 
 
 def _choose_pix_fmt(codec: av.codec.Codec, info: VideoInfo, settings: EncodeSettings) -> str:

@@ -1,0 +1,298 @@
+"""Every error a user can cause ends in one line, a distinct exit code, and an untouched output path."""
+
+from __future__ import annotations
+
+import errno
+import os
+import sys
+from pathlib import Path
+
+import av
+import pytest
+import torch
+from conftest import _write_tone, make_clip
+
+from vsrup import cli, models
+from vsrup.devices import is_out_of_memory
+from vsrup.engine import Upscaler, UpscaleSettings
+from vsrup.errors import DeviceError, WeightsError
+from vsrup.video import VideoWriter
+
+
+def run_cli(monkeypatch, capsys, *args: str) -> tuple[int, str]:
+    """Run `vsrup ARGS` in this process (so monkeypatches apply); return (exit code, stderr)."""
+    monkeypatch.setattr(sys, "argv", ["vsrup", *args])
+    monkeypatch.setitem(cli._state, "debug", False)
+    try:
+        cli.main()
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    return code, capsys.readouterr().err
+
+
+def assert_one_line(err: str, *fragments: str) -> None:
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert "Traceback" not in err
+    assert len(lines) == 1 and lines[0].startswith("vsrup: error: "), err
+    for fragment in fragments:
+        assert fragment in lines[0], (fragment, lines[0])
+
+
+def no_leftovers(folder: Path) -> list[str]:
+    """Names of our temporaries left in `folder` (must be none)."""
+    return [p.name for p in folder.iterdir() if "vsrup-partial" in p.name or "vsrup-resume" in p.name]
+
+
+def upscale_args(source: Path, target: Path, *extra: str) -> list[str]:
+    return ["upscale", str(source), str(target), "-m", "bicubic", "-q", *extra]
+
+
+@pytest.fixture
+def clip(tmp_path: Path) -> Path:
+    return make_clip(tmp_path / "in.mp4", frames=6)
+
+
+def test_missing_input_exits_3(tmp_path, monkeypatch, capsys):
+    target = tmp_path / "out.mp4"
+    code, err = run_cli(monkeypatch, capsys, *upscale_args(tmp_path / "nope.mp4", target))
+    assert code == 3
+    assert_one_line(err, "input not found", "nope.mp4")
+    assert not target.exists()
+
+
+def test_text_file_named_mp4_is_not_a_video(tmp_path, monkeypatch, capsys):
+    fake = tmp_path / "notes.mp4"
+    fake.write_text("this is a shopping list, not a video\n" * 50)
+    code, err = run_cli(monkeypatch, capsys, *upscale_args(fake, tmp_path / "out.mp4"))
+    assert code == 3
+    assert_one_line(err, "not a readable video", "notes.mp4")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.mp4"]
+
+
+def test_mp4_cut_in_half_is_reported_corrupt(tmp_path, monkeypatch, capsys):
+    whole = make_clip(tmp_path / "whole.mp4", frames=20).read_bytes()
+    half = tmp_path / "half.mp4"
+    half.write_bytes(whole[: len(whole) // 2])
+    code, err = run_cli(monkeypatch, capsys, *upscale_args(half, tmp_path / "out.mp4"))
+    assert code == 3
+    assert_one_line(err, "not a readable video", "half.mp4")
+    assert not (tmp_path / "out.mp4").exists() and no_leftovers(tmp_path) == []
+
+
+def test_truncated_mkv_warns_that_frames_are_missing(tmp_path, monkeypatch, capsys, caplog):
+    """Matroska cut mid-file decodes cleanly up to the cut; the user must be told it came out short."""
+    whole = make_clip(tmp_path / "whole.mkv", frames=20).read_bytes()
+    half = tmp_path / "half.mkv"
+    half.write_bytes(whole[: len(whole) // 2])
+    code, err = run_cli(monkeypatch, capsys, *upscale_args(half, tmp_path / "out.mkv"))
+    with av.open(str(tmp_path / "out.mkv")) as c:
+        decoded = sum(1 for _ in c.decode(video=0))
+    assert code == 0 and 0 < decoded < 15
+    assert "may be truncated" in caplog.text and f"decoded {decoded} frames" in caplog.text
+
+
+def test_zero_frames_exits_3(tmp_path, monkeypatch, capsys):
+    source = make_clip(tmp_path / "src.mp4", frames=4, audio=True)
+    empty = tmp_path / "empty.mkv"  # a video stream header, audio packets, and no video packets
+    with av.open(str(source)) as src, av.open(str(empty), "w") as out:
+        out.add_stream_from_template(src.streams.video[0])
+        audio = out.add_stream_from_template(src.streams.audio[0])
+        for packet in src.demux(src.streams.audio[0]):
+            if packet.dts is not None:
+                packet.stream = audio
+                out.mux(packet)
+    code, err = run_cli(monkeypatch, capsys, *upscale_args(empty, tmp_path / "out.mkv"))
+    assert code == 3
+    assert_one_line(err, "no video frames could be decoded", "empty.mkv")
+    assert not (tmp_path / "out.mkv").exists() and no_leftovers(tmp_path) == []
+
+
+def test_audio_only_file_exits_3(tmp_path, monkeypatch, capsys):
+    audio_only = tmp_path / "song.mp4"
+    with av.open(str(audio_only), "w") as out:
+        _write_tone(out, out.add_stream("aac", rate=48000), seconds=0.3)
+    code, err = run_cli(monkeypatch, capsys, *upscale_args(audio_only, tmp_path / "out.mp4"))
+    assert code == 3
+    assert_one_line(err, "no video stream", "it has: audio")
+
+
+def test_undecodable_codec_exits_3(tmp_path, monkeypatch, capsys):
+    """A Matroska codec id FFmpeg has no decoder for (made by renaming MPEG-4's id in the header)."""
+    data = make_clip(tmp_path / "src.mkv", frames=4, codec="mpeg4").read_bytes()
+    assert data.count(b"V_MPEG4/ISO/ASP") == 1
+    odd = tmp_path / "odd.mkv"
+    odd.write_bytes(data.replace(b"V_MPEG4/ISO/ASP", b"V_MPEG4/ISO/XYZ"))
+    code, err = run_cli(monkeypatch, capsys, *upscale_args(odd, tmp_path / "out.mkv"))
+    assert code == 3
+    assert_one_line(err, "unsupported video codec", "odd.mkv")
+
+
+@pytest.mark.parametrize(
+    ("target_name", "extra", "fragment"),
+    [
+        ("out.mp4", ["--codec", "h999"], "unknown codec 'h999'"),
+        ("out.xyz", [], "unsupported output extension '.xyz'"),
+    ],
+)
+def test_unsupported_output_codec_or_container_exits_2(
+    clip, tmp_path, monkeypatch, capsys, target_name, extra, fragment
+):
+    code, err = run_cli(monkeypatch, capsys, *upscale_args(clip, tmp_path / target_name, *extra))
+    assert code == 2
+    assert_one_line(err, fragment)
+    assert not (tmp_path / target_name).exists()
+
+
+def test_existing_output_is_untouched_without_overwrite(clip, tmp_path, monkeypatch, capsys):
+    target = tmp_path / "out.mp4"
+    target.write_bytes(b"precious")
+    code, err = run_cli(monkeypatch, capsys, *upscale_args(clip, target))
+    assert code == 4
+    assert_one_line(err, "output exists", "--overwrite")
+    assert target.read_bytes() == b"precious"
+    code, _ = run_cli(monkeypatch, capsys, *upscale_args(clip, target, "--overwrite"))
+    assert code == 0 and target.stat().st_size > 1000
+
+
+def _unwritable_folder(tmp_path: Path) -> Path:
+    """A folder we cannot write to. Root ignores permission bits, so as root use /proc/self, which
+    refuses new files for everyone (and is reported as not writable by access(2))."""
+    if os.geteuid() != 0:
+        folder = tmp_path / "locked"
+        folder.mkdir()
+        folder.chmod(0o500)
+        return folder
+    folder = Path("/proc/self")
+    if os.access(folder, os.W_OK):
+        pytest.skip("no folder here refuses writes to root")
+    return folder
+
+
+def test_output_folder_not_writable_exits_4(clip, tmp_path, monkeypatch, capsys):
+    folder = _unwritable_folder(tmp_path)
+    code, err = run_cli(monkeypatch, capsys, *upscale_args(clip, folder / "out.mp4"))
+    assert code == 4
+    assert_one_line(err, "not writable", str(folder))
+    assert not (folder / "out.mp4").exists()
+
+
+def test_disk_full_mid_run_leaves_no_file(tmp_path, monkeypatch, capsys):
+    clip = make_clip(tmp_path / "in.mp4", frames=12, audio=True)
+    real_write = VideoWriter.write
+
+    def write_until_full(self, *args):
+        if self.frames_written == 5:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        real_write(self, *args)
+
+    monkeypatch.setattr(VideoWriter, "write", write_until_full)
+    target = tmp_path / "out.mp4"
+    code, err = run_cli(monkeypatch, capsys, *upscale_args(clip, target))
+    assert code == 4
+    assert_one_line(err, "No space left on device", str(target))
+    assert not target.exists() and no_leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        "weights for 'broken' not found in the cache (run `vsrup download broken`)",
+        "checksum mismatch for broken/model.safetensors: expected 1234abcd, got 5678ef90",
+    ],
+)
+def test_weights_errors_exit_5(clip, tmp_path, monkeypatch, capsys, message):
+    def broken_loader(scale, device, dtype):
+        raise WeightsError(message)
+
+    monkeypatch.setitem(models._LOADERS, "broken", broken_loader)
+    code, err = run_cli(monkeypatch, capsys, "upscale", str(clip), str(tmp_path / "o.mp4"), "-m", "broken")
+    assert code == 5
+    assert_one_line(err, message)
+    assert not (tmp_path / "o.mp4").exists()
+
+
+@pytest.mark.parametrize(
+    ("options", "fragment"),
+    [
+        (["--scale", "3"], "--scale must be one of 2, 4 (got 3)"),
+        (["--tile", "5"], "--tile must be 0 (off) or at least 8"),
+        (["--window", "4", "--overlap", "4"], "--overlap must be in [0, 3] for --window 4 (got 4)"),
+        (["--window", "2", "--overlap", "7"], "--overlap must be in [0, 1] for --window 2 (got 7)"),
+        (["--device", "tpu"], "unknown device 'tpu'"),
+        (["--skip-existing", "--overwrite"], "--skip-existing and --overwrite contradict"),
+    ],
+)
+def test_invalid_options_exit_2(clip, tmp_path, monkeypatch, capsys, options, fragment):
+    code, err = run_cli(monkeypatch, capsys, *upscale_args(clip, tmp_path / "o.mp4", *options))
+    assert code == 2
+    assert_one_line(err, fragment)
+    assert not (tmp_path / "o.mp4").exists()
+
+
+def test_missing_output_argument_is_a_usage_error(clip, monkeypatch, capsys):
+    code, err = run_cli(monkeypatch, capsys, "upscale", str(clip), "-m", "bicubic")
+    assert code == 2
+    assert_one_line(err, "give an input")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_cuda_requested_but_absent_exits_6(clip, tmp_path, monkeypatch, capsys):
+    code, err = run_cli(monkeypatch, capsys, *upscale_args(clip, tmp_path / "o.mp4", "--device", "cuda"))
+    assert code == 6
+    assert_one_line(err, "no CUDA GPU is available", "--device cpu")
+
+
+def test_out_of_memory_after_every_tile_fallback_is_a_device_error(clip, tmp_path, monkeypatch):
+    """The engine retries CUDA OOM with halving tiles. Without a GPU, let it treat this CPU OOM as
+    recoverable (the one CUDA-only check is bypassed) with a model that always runs out of memory."""
+    upscaler = Upscaler(UpscaleSettings(model="bicubic", device="cpu"))
+    tried: list[int] = []
+
+    def always_oom(frames):
+        tried.append(upscaler.model.tiles.latent_tile)
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+
+    monkeypatch.setattr(upscaler.model, "upscale", always_oom)
+    monkeypatch.setattr(upscaler, "_recoverable_oom", is_out_of_memory)
+    target = tmp_path / "o.mp4"
+    with pytest.raises(DeviceError, match="out of GPU memory even with the smallest tiles") as info:
+        upscaler.upscale_file(clip, target)
+    assert info.value.exit_code == 6
+    # whole frame, then 128 latent pixels halving while a tile still holds twice the overlap (16)
+    assert tried == [0, 128, 64, 32]
+    assert not target.exists() and no_leftovers(tmp_path) == []
+
+
+def test_out_of_memory_on_cpu_is_not_retried(clip, tmp_path, monkeypatch):
+    upscaler = Upscaler(UpscaleSettings(model="bicubic", device="cpu"))
+    calls = []
+
+    def oom(frames):
+        calls.append(1)
+        raise torch.OutOfMemoryError("out of memory")
+
+    monkeypatch.setattr(upscaler.model, "upscale", oom)
+    with pytest.raises(torch.OutOfMemoryError):
+        upscaler.upscale_file(clip, tmp_path / "o.mp4")
+    assert calls == [1] and not (tmp_path / "o.mp4").exists()
+
+
+def test_unexpected_error_is_one_line_and_debug_shows_traceback(clip, tmp_path, monkeypatch, capsys):
+    def explode(frames):
+        raise ZeroDivisionError("boom")
+
+    real_load = models.load_model
+
+    def load_exploding(*args):
+        model = real_load(*args)
+        model.upscale = explode
+        return model
+
+    monkeypatch.setattr(models, "load_model", load_exploding)
+    code, err = run_cli(monkeypatch, capsys, *upscale_args(clip, tmp_path / "o.mp4"))
+    assert code == 1
+    assert_one_line(err, "internal error: ZeroDivisionError: boom", "--debug")
+    code, err = run_cli(monkeypatch, capsys, "--debug", *upscale_args(clip, tmp_path / "o.mp4"))
+    assert code == 1 and "Traceback" in err and "ZeroDivisionError: boom" in err
+    assert not (tmp_path / "o.mp4").exists() and no_leftovers(tmp_path) == []
