@@ -33,6 +33,11 @@ class ProgressMode(str, Enum):
     quiet = "quiet"
 
 
+class CompareMode(str, Enum):
+    split = "split"
+    side = "side"
+
+
 def _version(value: bool) -> None:
     if value:
         typer.echo(f"vsrup {__version__}")
@@ -111,6 +116,19 @@ def upscale(
     resume: bool = typer.Option(
         False, "--resume", help="Keep finished parts of a long job beside the output; rerun to continue."
     ),
+    compare: CompareMode = typer.Option(
+        None,
+        "--compare",
+        help="Write a comparison video [bold]instead of[/bold] the upscaled one (one input file): "
+        "split = bicubic left half | model right half, output size; side = [bicubic | model], twice as wide.",
+        show_default=False,
+    ),
+    dry_run: bool = typer.Option(
+        False,
+        "--dry-run",
+        help="Print the settings that would be used and a time and peak-memory estimate from a short "
+        "calibration run on the first frames (one input file); write nothing. JSON with --progress json.",
+    ),
 ) -> None:
     from vsrup.batch import upscale_paths
     from vsrup.engine import UpscaleSettings
@@ -129,9 +147,19 @@ def upscale(
         overwrite=overwrite,
         resume=resume,
     )
+    if dry_run:
+        from vsrup.estimate import dry_run as estimate_run
+
+        estimate_run(paths, settings, compare and compare.value, as_json=progress == ProgressMode.json)
+        return
     reporter = make_reporter("quiet" if quiet else progress.value)
     try:
-        upscale_paths(paths, settings, reporter, suffix=suffix, skip_existing=skip_existing)
+        if compare is not None:
+            from vsrup.compare import compare_paths
+
+            compare_paths(paths, settings, compare.value, reporter)
+        else:
+            upscale_paths(paths, settings, reporter, suffix=suffix, skip_existing=skip_existing)
     except KeyboardInterrupt:  # typer would turn it into a silent exit code
         raise Interrupted("interrupted; no partial output was left behind") from None
     finally:
@@ -172,6 +200,68 @@ def info_command(
         from rich.console import Console
 
         Console().print(render(report))
+
+
+PREVIEW_HELP = """Upscale one moment of a video and write a PNG to judge the result before a long run:
+[input, nearest-neighbour enlarged | bicubic | model] side by side, and below them the same three
+zoomed into the most detailed region of the frame. Prints the PNG's path.
+
+The model sees a whole temporal window around the chosen frame, as in a real run.
+
+[bold]Examples[/bold]
+
+  vsrup preview in.mp4                              [dim]# the middle frame, built-in model, ×4[/dim]
+
+  vsrup preview in.mp4 --at 12.5 -o look.png        [dim]# the frame shown at 12.5 s[/dim]
+
+  vsrup preview in.mp4 --model dloral --scale 4 --zoom 4
+"""
+
+
+@app.command("preview", help=PREVIEW_HELP)
+def preview_command(
+    source: Path = typer.Argument(..., help="Input video."),
+    at: float = typer.Option(
+        None, "--at", "-t", help="Time in seconds from the start (default: the middle).", show_default=False
+    ),
+    output: Path = typer.Option(
+        None,
+        "--output",
+        "-o",
+        help="PNG to write (default: <input name>-preview-<time>s.png here).",
+        show_default=False,
+    ),
+    scale: int = typer.Option(4, "--scale", "-s", envvar="VSRUP_SCALE", help="Upscaling factor: 2 or 4."),
+    model: str = typer.Option(
+        "tiny", "--model", "-m", envvar="VSRUP_MODEL", help="Model name (see `vsrup models`)."
+    ),
+    zoom: int = typer.Option(
+        3, help="Extra enlargement of the detail crops (they show 1/zoom of the frame)."
+    ),
+    tile: int = typer.Option(
+        0, envvar="VSRUP_TILE", help="Spatial tile size in latent pixels (0: no tiling)."
+    ),
+    device: str = typer.Option("auto", envvar="VSRUP_DEVICE", help="auto, cpu, cuda or cuda:N."),
+    dtype: str = typer.Option(
+        "auto", envvar="VSRUP_DTYPE", help="auto (fp16 on GPU, fp32 on CPU), fp16, bf16, fp32."
+    ),
+    overwrite: bool = typer.Option(False, "--overwrite", "-y", help="Replace an existing PNG."),
+) -> None:
+    from vsrup.preview import make_preview
+
+    result = make_preview(
+        source,
+        output,
+        at,
+        model=model,
+        scale=scale,
+        device=device,
+        dtype=dtype,
+        tile=tile,
+        zoom=zoom,
+        overwrite=overwrite,
+    )
+    typer.echo(str(result.path))
 
 
 def main() -> None:

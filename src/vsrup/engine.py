@@ -88,7 +88,11 @@ class Upscaler:
         reporter.start(source.name, info.frames_estimate)
         with atomic_output(target) as partial:
             writer = VideoWriter(
-                partial, info, self.settings.scale, self.settings.encode, target.suffix.lower()
+                partial,
+                self.writer_info(info),
+                self.settings.scale,
+                self.settings.encode,
+                target.suffix.lower(),
             )
             frames_written = self._encode(info, writer, reporter)
         seconds = time.perf_counter() - started
@@ -109,6 +113,10 @@ class Upscaler:
             writer.abort()
             raise
         return frames_written
+
+    def writer_info(self, info: VideoInfo) -> VideoInfo:
+        """The facts the writer sizes its stream by: the input's (a side-by-side compare is wider)."""
+        return info
 
     def _stream(self, info: VideoInfo, encoder: BackgroundSink, reporter: Reporter) -> int:
         """The data path: decoded frames → windows → model → blended frames → encoder queue."""

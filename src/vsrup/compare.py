@@ -1,0 +1,116 @@
+"""Comparison videos: bicubic and the model in one picture, written by the ordinary engine.
+
+`CompareModel` wraps any model: for each window it runs the model and a bicubic upscale of the
+same frames and composes them, so temporal windows, blending, tiling, OOM fallback, timestamps and
+audio passthrough all work exactly as for a normal upscale.
+
+- `split`: one frame at the output size, bicubic on the left half and the model on the right,
+  with a thin white divider in the middle. Same size as the normal output.
+- `side`: the two full frames next to each other, [bicubic | model]; the output is twice as wide.
+
+Each half carries a small label (the method's name) in its top corner, burnt into the pixels.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from vsrup.engine import FileResult, Upscaler, UpscaleSettings
+from vsrup.errors import UsageError
+from vsrup.models.base import VSRModel
+from vsrup.progress import Reporter
+from vsrup.video import VideoInfo
+
+MODES = ("split", "side")
+
+
+def bicubic(frames: torch.Tensor, scale: int) -> torch.Tensor:
+    """The reference every preview and comparison shows: bicubic, no antialias, clamped."""
+    return F.interpolate(frames, scale_factor=scale, mode="bicubic", align_corners=False).clamp(0, 1)
+
+
+def divider_width(width: int) -> int:
+    """A divider visible at any size but thin: 2 px up to 1080p-wide frames, wider beyond."""
+    return max(2, width // 960)
+
+
+def compose(base: torch.Tensor, model: torch.Tensor, mode: str) -> torch.Tensor:
+    """(T, 3, H, W) bicubic and model frames → the comparison frames for `mode`."""
+    if mode == "side":
+        return torch.cat([base, model], dim=-1)
+    if mode != "split":
+        raise UsageError(f"--compare must be one of {', '.join(MODES)} (got {mode!r})")
+    width = base.shape[-1]
+    half, line = width // 2, divider_width(width)
+    out = torch.cat([base[..., :half], model[..., half:]], dim=-1)
+    out[..., half - line // 2 : half - line // 2 + line] = 1.0
+    return out
+
+
+class CompareModel(VSRModel):
+    """Runs `inner` and bicubic on the same window and composes them (see module docstring)."""
+
+    def __init__(self, inner: VSRModel, mode: str = "split", labels: bool = True) -> None:
+        super().__init__()
+        if mode not in MODES:
+            raise UsageError(f"--compare must be one of {', '.join(MODES)} (got {mode!r})")
+        self.inner, self.mode, self.labels = inner, mode, labels
+        self.name = f"compare-{mode}({inner.name})"
+        self.scale = inner.scale
+        self.temporal_context = inner.temporal_context
+        self.tiles = inner.tiles  # the engine shrinks tiles on OOM: that must reach the real model
+
+    @property
+    def device(self) -> torch.device:
+        return self.inner.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.inner.dtype
+
+    def upscale(self, frames: torch.Tensor) -> torch.Tensor:
+        upscaled = self.inner.upscale(frames)
+        base = bicubic(frames, self.scale).to(upscaled.dtype)
+        if self.labels:
+            base, upscaled = (
+                self._label(base, "bicubic", "left"),
+                self._label(upscaled, self.inner.name, "right"),
+            )
+        return compose(base, upscaled, self.mode)
+
+    def _label(self, frames: torch.Tensor, text: str, corner: str) -> torch.Tensor:
+        from vsrup.preview import stamp_label
+
+        # In split mode the model's half is the right one, so its label goes top right.
+        where = corner if self.mode == "split" else "left"
+        return stamp_label(frames, text, where)
+
+
+class CompareUpscaler(Upscaler):
+    """An `Upscaler` whose output is a comparison video instead of the upscaled video."""
+
+    def __init__(self, settings: UpscaleSettings, mode: str = "split", labels: bool = True) -> None:
+        super().__init__(settings)
+        self.model = CompareModel(self.model, mode, labels)
+
+    def writer_info(self, info: VideoInfo) -> VideoInfo:
+        if self.model.mode == "side":
+            return dataclasses.replace(info, width=2 * info.width)
+        return info
+
+
+def single_job(paths: list[Path], option: str) -> tuple[Path, Path]:
+    """The one (input file, output file) pair that --compare and --dry-run work on."""
+    if len(paths) != 2 or Path(paths[0]).is_dir() or Path(paths[1]).is_dir():
+        raise UsageError(f"{option} takes one input video and one output file")
+    return Path(paths[0]), Path(paths[1])
+
+
+def compare_paths(paths: list[Path], settings: UpscaleSettings, mode: str, reporter: Reporter) -> FileResult:
+    """The `upscale --compare MODE` command: write the comparison video of one input file."""
+    source, target = single_job(paths, "--compare")
+    return CompareUpscaler(settings, mode).upscale_file(source, target, reporter)

@@ -1,0 +1,234 @@
+"""`vsrup upscale --dry-run`: the settings a run would use, and how long and how much memory it
+would take, measured on a short calibration run instead of guessed.
+
+The calibration is a real run of the real engine on the first few windows of the input: their
+packets are copied (not re-encoded) into a temporary file, upscaled into another temporary file,
+and both are deleted. So decoding, the model, blending, encoding and the threads that overlap them
+are all timed as they will be. The first window also pays one-off costs (warm-up, pipeline fill),
+so it is timed apart: estimate = first window + remaining frames × steady seconds per frame.
+
+Peak memory: GPU, the peak allocated by torch during calibration (a window is the unit of work, so
+it does not grow with the video). Host, the process's peak RSS (model loading included), plus room
+for the frames an x264/x265 encoder holds in its lookahead, which a short calibration never fills.
+"""
+
+from __future__ import annotations
+
+import resource
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import av
+import torch
+
+from vsrup.engine import Upscaler
+from vsrup.errors import InputError
+from vsrup.progress import Reporter
+from vsrup.video import _choose_pix_fmt, _open_input, choose_codec, probe
+
+CALIBRATION_MIN_FRAMES = 8
+LOOKAHEAD_FRAMES = {"libx264": 50, "libx265": 50}  # rc-lookahead 40 + B-frames + threads, roughly
+
+
+@dataclass
+class Estimate:
+    input: str
+    output: str
+    model: str
+    scale: int
+    device: str
+    dtype: str
+    window: int
+    overlap: int
+    tile: int
+    codec: str
+    pix_fmt: str
+    input_size: tuple[int, int]
+    output_size: tuple[int, int]
+    frames: int | None
+    calibration_frames: int
+    calibration_s: float
+    first_window_s: float
+    seconds_per_frame: float
+    estimated_s: float | None
+    peak_host_mb: float
+    peak_gpu_mb: float | None
+    notes: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return {"event": "estimate", **asdict(self)}
+
+
+class _Clock(Reporter):
+    """Records when each window's frames were reported done."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.marks: list[tuple[float, int]] = []
+
+    def advance(self, frames: int, stage: str = "upscale") -> None:
+        super().advance(frames, stage)
+        self.marks.append((time.perf_counter(), self.rate.done))
+
+
+def calibration_length(upscaler: Upscaler) -> int:
+    """Two windows: the first pays the one-off costs, the second shows the steady rate."""
+    return max(CALIBRATION_MIN_FRAMES, 2 * upscaler.window - upscaler.overlap)
+
+
+def estimate(upscaler: Upscaler, source: Path | str, target: Path | str) -> Estimate:
+    """Probe `source`, run the calibration, and estimate the whole run. Writes nothing at `target`."""
+    source, target = Path(source), Path(target)
+    info = probe(source)
+    settings = upscaler.settings
+    codec = choose_codec(target, settings.encode)
+    pix_fmt = _choose_pix_fmt(av.codec.Codec(codec, "w"), info, settings.encode)
+    out_info = upscaler.writer_info(info)
+    out_size = (out_info.width * settings.scale, out_info.height * settings.scale)
+    notes = []
+    if target.exists() and not settings.overwrite:
+        notes.append(f"{target} exists: the real run needs --overwrite")
+    total = info.frames_estimate
+    if upscaler.device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(upscaler.device)
+    with tempfile.TemporaryDirectory(prefix="vsrup-dry-run-") as folder:
+        cut = copy_first_frames(source, Path(folder) / "cut.nut", calibration_length(upscaler))
+        clock = _Clock()
+        started = time.perf_counter()
+        result = upscaler.upscale_file(cut, Path(folder) / f"out{target.suffix.lower()}", clock)
+        calibration_s = time.perf_counter() - started
+    first_s, per_frame = _rates(clock, started, calibration_s, result.frames)
+    first_frames = clock.marks[0][1] if clock.marks else result.frames
+    estimated = None if total is None else first_s + max(0, total - first_frames) * per_frame
+    if total is None:
+        notes.append("the input does not say how many frames it has: no total time estimate")
+    lookahead = LOOKAHEAD_FRAMES.get(codec, 0)
+    bytes_per_pixel = 1.5 * (2 if "10" in pix_fmt or "12" in pix_fmt else 1)  # 4:2:0 planes
+    lookahead_mb = max(0, lookahead - result.frames) * out_size[0] * out_size[1] * bytes_per_pixel / 2**20
+    gpu_mb = None
+    if upscaler.device.type == "cuda":
+        gpu_mb = torch.cuda.max_memory_allocated(upscaler.device) / 2**20
+    return Estimate(
+        input=str(source),
+        output=str(target),
+        model=settings.model,
+        scale=settings.scale,
+        device=str(upscaler.device),
+        dtype=str(upscaler.dtype).removeprefix("torch."),
+        window=upscaler.window,
+        overlap=upscaler.overlap,
+        tile=upscaler.model.tiles.latent_tile,
+        codec=codec,
+        pix_fmt=pix_fmt,
+        input_size=(info.width, info.height),
+        output_size=out_size,
+        frames=total,
+        calibration_frames=result.frames,
+        calibration_s=round(calibration_s, 3),
+        first_window_s=round(first_s, 3),
+        seconds_per_frame=round(per_frame, 4),
+        estimated_s=None if estimated is None else round(estimated, 1),
+        peak_host_mb=round(peak_rss_mb() + lookahead_mb, 1),
+        peak_gpu_mb=None if gpu_mb is None else round(gpu_mb, 1),
+        notes=notes,
+    )
+
+
+def _rates(clock: _Clock, started: float, elapsed: float, frames: int) -> tuple[float, float]:
+    """(seconds until the first window was done, steady seconds per frame after it)."""
+    if not clock.marks or frames <= clock.marks[0][1]:  # one window: no steady part to measure
+        return elapsed, elapsed / max(frames, 1)
+    first_time, first_frames = clock.marks[0]
+    # Up to the end of the run, so the encoder's flush of the queued frames is counted too.
+    return first_time - started, (started + elapsed - first_time) / (frames - first_frames)
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far (ru_maxrss is KiB on Linux, bytes on macOS)."""
+    import sys
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10
+
+
+def copy_first_frames(source: Path, cut: Path, frames: int) -> Path:
+    """Copy the video packets of roughly the first `frames` frames into `cut`, without re-encoding.
+
+    A few packets more than asked are copied, since a decoder holds back reordered (B) frames.
+    NUT holds any codec and, unlike Matroska here, keeps the frame rate of a copied stream.
+    """
+    with _open_input(source) as inp, av.open(str(cut), "w", format="nut") as out:
+        video = inp.streams.video[0]
+        stream = out.add_stream_from_template(video)
+        copied = 0
+        for packet in inp.demux(video):
+            if packet.dts is None and packet.size == 0:
+                continue  # end-of-stream marker
+            packet.stream = stream
+            out.mux(packet)
+            copied += 1
+            if copied >= frames + 4:
+                break
+    if copied == 0:
+        raise InputError(f"no video packets in {source}")
+    return cut
+
+
+def render(est: Estimate) -> object:
+    """A rich table for people."""
+    from rich.table import Table
+
+    table = Table(show_header=False, box=None, pad_edge=False, title="dry run: nothing was written")
+    table.add_column(style="bold")
+    table.add_column()
+    w, h = est.input_size
+    ow, oh = est.output_size
+    rows = [
+        ("input", f"{est.input}: {w}×{h}, {est.frames if est.frames is not None else '?'} frames"),
+        ("output", f"{est.output}: {ow}×{oh}, {est.codec} {est.pix_fmt}"),
+        ("model", f"{est.model} ×{est.scale} on {est.device} ({est.dtype})"),
+        ("windows", f"{est.window} frames, overlap {est.overlap}"),
+        ("tiles", f"{est.tile} latent px" if est.tile else "off (whole frame)"),
+        ("calibration", f"{est.calibration_frames} frames in {est.calibration_s:.1f} s"),
+        ("speed", f"{est.seconds_per_frame:.3f} s/frame ({1 / max(est.seconds_per_frame, 1e-9):.2f} fps)"),
+        ("estimated time", _clock_time(est.estimated_s)),
+        ("peak memory", f"host {est.peak_host_mb:.0f} MB" + _gpu(est.peak_gpu_mb)),
+    ]
+    for key, value in rows:
+        table.add_row(key, value)
+    for note in est.notes:
+        table.add_row("note", note)
+    return table
+
+
+def _gpu(mb: float | None) -> str:
+    return "" if mb is None else f", GPU {mb:.0f} MB"
+
+
+def _clock_time(seconds: float | None) -> str:
+    if seconds is None:
+        return "unknown"
+    hours, rest = divmod(int(round(seconds)), 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d} ({seconds:.0f} s)"
+
+
+def dry_run(paths: list[Path], settings, compare: str | None = None, as_json: bool = False) -> Estimate:
+    """The `upscale --dry-run` command: load the model, calibrate, print the estimate."""
+    import json
+
+    from vsrup.compare import CompareUpscaler, single_job
+
+    source, target = single_job(paths, "--dry-run")
+    probe(source)  # a bad input fails before the model loads
+    upscaler = CompareUpscaler(settings, compare) if compare else Upscaler(settings)
+    est = estimate(upscaler, source, target)
+    if as_json:
+        print(json.dumps(est.as_dict()), flush=True)
+    else:
+        from rich.console import Console
+
+        Console().print(render(est))
+    return est

@@ -1,0 +1,75 @@
+"""`upscale --dry-run`: prints the settings and an estimate from a real calibration, writes nothing."""
+
+from __future__ import annotations
+
+import json
+
+import av
+from conftest import make_clip
+from typer.testing import CliRunner
+
+from vsrup.cli import app
+from vsrup.engine import Upscaler, UpscaleSettings
+from vsrup.estimate import calibration_length, copy_first_frames, estimate
+
+
+def listing(folder):
+    return sorted(p.name for p in folder.rglob("*"))
+
+
+def test_dry_run_json_writes_nothing_and_estimates(tmp_path):
+    clip = make_clip(tmp_path / "clip.mp4", frames=40, size=(64, 48))
+    before = listing(tmp_path)
+    out = tmp_path / "out" / "up.mp4"
+    args = ["upscale", str(clip), str(out), "-m", "bicubic", "-s", "2", "--window", "4", "--overlap", "1"]
+    result = CliRunner().invoke(app, [*args, "--device", "cpu", "--dry-run", "--progress", "json"])
+    assert result.exit_code == 0, result.output
+    est = json.loads(result.output.strip().splitlines()[-1])
+    assert listing(tmp_path) == before  # not even the output folder
+    assert est["event"] == "estimate"
+    assert (est["device"], est["dtype"], est["window"], est["overlap"], est["tile"]) == (
+        "cpu",
+        "float32",
+        4,
+        1,
+        0,
+    )
+    assert (est["input_size"], est["output_size"], est["frames"]) == ([64, 48], [128, 96], 40)
+    assert (est["codec"], est["pix_fmt"]) == ("libx264", "yuv420p")
+    # Calibration ran the engine on the first windows only, and the total scales past it.
+    assert 8 <= est["calibration_frames"] < 40
+    assert est["seconds_per_frame"] > 0 and est["peak_host_mb"] > 50
+    expected = est["first_window_s"] + (40 - 4) * est["seconds_per_frame"]
+    assert abs(est["estimated_s"] - expected) < 0.2
+
+
+def test_dry_run_table_for_people(tmp_path):
+    clip = make_clip(tmp_path / "clip.mp4", frames=12, size=(64, 48))
+    out = tmp_path / "up.mkv"
+    out.write_bytes(b"old")
+    args = ["upscale", str(clip), str(out), "-m", "bicubic", "-s", "2", "--compare", "side", "--dry-run"]
+    result = CliRunner().invoke(app, [*args, "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    for text in ("nothing was written", "256×96", "estimated time", "needs --overwrite"):
+        assert text in result.output
+    assert out.read_bytes() == b"old"
+
+
+def test_calibration_cut_copies_the_first_packets(tmp_path):
+    clip = make_clip(tmp_path / "clip.mp4", frames=30, size=(64, 48))
+    cut = copy_first_frames(clip, tmp_path / "cut.nut", 8)
+    with av.open(str(clip)) as a, av.open(str(cut)) as b:
+        original = [bytes(p) for p in a.demux(video=0) if p.size][:12]
+        copied = [bytes(p) for p in b.demux(video=0) if p.size]
+        rate = b.streams.video[0].average_rate
+    assert copied == original  # 8 asked + 4 for reordering, byte for byte
+    assert rate == 25
+
+
+def test_calibration_covers_two_windows(tmp_path):
+    upscaler = Upscaler(UpscaleSettings(scale=2, model="bicubic", device="cpu", window=6, overlap=2))
+    assert calibration_length(upscaler) == 10
+    clip = make_clip(tmp_path / "short.mp4", frames=5, size=(32, 32))  # shorter than the calibration
+    est = estimate(upscaler, clip, tmp_path / "o.mp4")
+    assert est.calibration_frames == 5 and est.frames == 5
+    assert est.estimated_s is not None and est.estimated_s <= est.calibration_s + 0.1
