@@ -158,6 +158,35 @@ class RichReporter(Reporter):
         self.progress.stop()
 
 
+class DownloadBars:
+    """One byte-progress bar per downloaded file, on stderr (a terminal) — silent otherwise."""
+
+    def __enter__(self) -> DownloadBars:
+        from rich.console import Console
+        from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+
+        console = Console(stderr=True)
+        self._progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+            console=console,
+            disable=not console.is_terminal,
+        )
+        self._tasks: dict[str, int] = {}
+        self._progress.start()
+        return self
+
+    def update(self, name: str, done: int, total: int | None) -> None:
+        if name not in self._tasks:
+            self._tasks[name] = self._progress.add_task(name, total=total)
+        self._progress.update(self._tasks[name], completed=done, total=total)
+
+    def __exit__(self, *exc: object) -> None:
+        self._progress.stop()
+
+
 def make_reporter(mode: str) -> Reporter:
     """`auto` picks the rich bar on a terminal and plain lines otherwise."""
     if mode == "json":

@@ -35,7 +35,8 @@ from vsrup.errors import UsageError, WeightsError
 
 log = logging.getLogger(__name__)
 
-REGISTRY = Path(__file__).resolve().parents[2] / "weights.toml"
+# A link to the top-level weights.toml (a wheel gets a copy), so installed packages find it too.
+REGISTRY = Path(__file__).parent / "weights.toml"
 ASSETS = Path(__file__).resolve().parent / "assets"
 BUNDLE_FILES = ("model.safetensors", "config.json")
 SOURCE_JSON = "source.json"  # in a bundle: which files (by sha256) it was converted from
