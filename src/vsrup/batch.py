@@ -145,6 +145,11 @@ def plan_jobs(inputs: Iterable[Path], output: Path, suffix: str = "") -> list[Jo
 
 
 def _drop_own_outputs(jobs: list[Job]) -> list[Job]:
+    for job in jobs:
+        if job.target.resolve() == job.source.resolve():
+            raise UsageError(
+                f"the output would replace its input {job.source}: use --suffix or another folder"
+            )
     targets = {job.target.resolve() for job in jobs}
     kept = [job for job in jobs if job.source.resolve() not in targets]
     seen: dict[Path, Path] = {}
