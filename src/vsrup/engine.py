@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vsrup import models
+from vsrup import models, segments
 from vsrup.devices import is_out_of_memory, resolve_device, resolve_dtype
 from vsrup.errors import DeviceError, InputError, OutputError, UsageError
 from vsrup.progress import Reporter
@@ -42,6 +42,8 @@ class UpscaleSettings:
     overwrite: bool = False
     resume: bool = False  # keep finished segments beside the output so a rerun continues
     segment_frames: int = 240  # with resume: frames per finished segment (at least; ends on a window)
+    start: str | None = None  # --start/--end: upscale only this part (video only; see segments.py)
+    end: str | None = None
 
     def validate(self) -> None:
         if self.scale not in SCALES:
@@ -77,33 +79,47 @@ class Upscaler:
         self.overlap = settings.overlap if settings.overlap is not None else min(2 * context, self.window - 1)
         check_window(self.window, self.overlap)
 
-    def upscale_file(self, source: Path, target: Path, reporter: Reporter | None = None) -> FileResult:
-        """Upscale one video file. Raises a VsrupError subclass for anything the user can fix."""
+    def upscale_file(
+        self,
+        source: Path,
+        target: Path,
+        reporter: Reporter | None = None,
+        frame_range: segments.FrameRange | None = None,
+    ) -> FileResult:
+        """Upscale one video file. Raises a VsrupError subclass for anything the user can fix.
+
+        With a `frame_range` (or --start/--end), only those frames are written, exactly as a
+        whole-video run makes them, to a video-only segment file (see `segments`)."""
         reporter = reporter or Reporter()
         source, target = Path(source), Path(target)
         check_output(source, target, self.settings.overwrite)
         choose_codec(target, self.settings.encode)  # reject a bad extension/codec before any work
         info = probe(source)
+        if frame_range is None and (self.settings.start or self.settings.end):
+            frame_range = segments.resolve_range(info, self.settings.start, self.settings.end)
+        span = frame_range or segments.WHOLE
         started = time.perf_counter()
-        reporter.start(source.name, info.frames_estimate)
+        reporter.start(source.name, span.length(info.frames_estimate))
         with atomic_output(target) as partial:
-            writer = VideoWriter(
+            writer = (VideoWriter if frame_range is None else segments.SegmentWriter)(
                 partial,
                 self.writer_info(info),
                 self.settings.scale,
                 self.settings.encode,
                 target.suffix.lower(),
             )
-            frames_written = self._encode(info, writer, reporter)
+            frames_written = self._encode(info, writer, reporter, span)
+            if frames_written == 0:
+                raise InputError(f"no frames of {source} lie in the range {span.start}f-{span.stop}f")
         seconds = time.perf_counter() - started
         reporter.finish("done", output=str(target), seconds=round(seconds, 3))
         return FileResult(source, target, frames_written, seconds)
 
-    def _encode(self, info: VideoInfo, writer: VideoWriter, reporter: Reporter) -> int:
-        """Stream the whole video into `writer` (encoding in a background thread), then close it."""
+    def _encode(self, info: VideoInfo, writer: VideoWriter, reporter: Reporter, span=segments.WHOLE) -> int:
+        """Stream the video (or `span` of it) into `writer` (encoding in a background thread)."""
         encoder = BackgroundSink(lambda item: writer.write(*item))
         try:
-            frames_written = self._stream(info, encoder, reporter)
+            frames_written = self._stream(info, encoder, reporter, span)
             encoder.close()
             writer.close()
         except BaseException:
@@ -118,22 +134,34 @@ class Upscaler:
         """The facts the writer sizes its stream by: the input's (a side-by-side compare is wider)."""
         return info
 
-    def _stream(self, info: VideoInfo, encoder: BackgroundSink, reporter: Reporter) -> int:
-        """The data path: decoded frames → windows → model → blended frames → encoder queue."""
+    def _stream(
+        self, info: VideoInfo, encoder: BackgroundSink, reporter: Reporter, span=segments.WHOLE
+    ) -> int:
+        """The data path: decoded frames → windows → model → blended frames → encoder queue.
+
+        Windows stay on the whole-video grid; for a `span`, only the windows that touch it run and
+        only its frames are written (the others are decoded and dropped)."""
         frames = prefetch(read_frames(info), depth=self.window + 2)
         blender = TemporalBlender()
         timing: dict[int, Frame] = {}  # frames decoded but not yet written, for their pts
         written = 0
         with contextlib.closing(frames):  # stops the decode thread at once, also on errors
             for window in sliding_windows(frames, self.window, self.overlap):
+                if span.is_before(window.end):
+                    continue
+                if span.is_after(window.start):
+                    break
                 timing.update((f.index, f) for f in window.items)
                 upscaled = self._run_model(window)
                 for index, image in blender.add(window, upscaled):
-                    written += self._emit(timing.pop(index), image, encoder, info)
-                reporter.advance(len(window.items) - window.shared_before)
+                    written += self._emit_in(span, timing.pop(index), image, encoder, info)
+                reporter.advance(span.count_new(window.start + window.shared_before, window.end))
         for index, image in blender.flush():
-            written += self._emit(timing.pop(index), image, encoder, info)
+            written += self._emit_in(span, timing.pop(index), image, encoder, info)
         return written
+
+    def _emit_in(self, span, frame: Frame, image: torch.Tensor, encoder: BackgroundSink, info) -> int:
+        return self._emit(frame, image, encoder, info) if span.keeps(frame.index) else 0
 
     def _emit(self, frame: Frame, image: torch.Tensor, encoder: BackgroundSink, info: VideoInfo) -> int:
         encoder.put((frame.pts, frame.duration, to_image(image, frame.image.dtype)))

@@ -1,0 +1,152 @@
+"""Segments: a clip cut into frame ranges, upscaled piece by piece and joined, equals one whole run."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import decode_all, make_clip, packet_bytes
+
+from vsrup import models, segments
+from vsrup.engine import Upscaler, UpscaleSettings
+from vsrup.errors import UsageError
+from vsrup.models.tiny import TinyConfig, TinyVSR
+from vsrup.segments import FrameRange, parse_bound, plan_segments, window_span
+from vsrup.video import EncodeSettings, probe
+from vsrup.windows import sliding_windows
+
+LOSSLESS = EncodeSettings(codec="ffv1")
+
+
+@models.register("test-temporal")
+def _seeded_temporal(scale: int, device: torch.device, dtype: torch.dtype) -> TinyVSR:
+    """The tiny architecture with seeded random weights: each output frame depends on its
+    neighbours in the window, so a window grid that moved at a cut would change the output."""
+    torch.manual_seed(0)
+    model = TinyVSR(TinyConfig(scale=scale, width=8, refiner_blocks=1, offset_width=4))
+    torch.nn.init.normal_(model.to_pixels.weight, std=0.05)
+    return model.to(device=device, dtype=dtype)
+
+
+def test_parse_bound_reads_seconds_clock_times_and_frames():
+    assert parse_bound("12.5") == segments.Bound(12.5, False)
+    assert parse_bound("00:01:02.5") == segments.Bound(62.5, False)
+    assert parse_bound("1:02:03") == segments.Bound(3723.0, False)
+    assert parse_bound("120f") == segments.Bound(120, True)
+    for bad in ("-1", "abc", "1:2:3:4", "-3f", "nan"):
+        with pytest.raises(UsageError):
+            parse_bound(bad)
+
+
+@pytest.mark.parametrize("size,overlap", [(4, 0), (4, 2), (5, 3), (8, 2), (3, 2)])
+def test_window_span_covers_exactly_the_windows_that_touch_a_range(size, overlap):
+    for frames in (1, 7, 13, 20):
+        windows = [(w.start, w.end) for w in sliding_windows(range(frames), size, overlap)]
+        for first in range(frames):
+            for stop in range(first + 1, frames + 1):
+                touching = [w for w in windows if w[0] < stop and w[1] > first]
+                lo, hi = window_span(first, stop, size, overlap)
+                assert (lo, min(hi, frames)) == (touching[0][0], touching[-1][1])
+
+
+def test_plan_segments_tiles_the_video_with_cuts_on_window_starts():
+    ranges = plan_segments(100, 4, 8, 2)
+    assert ranges[0].start == 0 and ranges[-1].stop == 100
+    assert all(a.stop == b.start for a, b in zip(ranges, ranges[1:], strict=False))
+    assert all(r.start % 6 == 0 for r in ranges)
+    # Each cut lies within half a stride of the even cut, so lengths differ by at most 2 strides.
+    lengths = [r.stop - r.start for r in ranges]
+    assert len(ranges) == 4 and max(lengths) - min(lengths) <= 12
+    assert plan_segments(5, 8, 4, 2) == [FrameRange(0, 2), FrameRange(2, 4), FrameRange(4, 5)]
+
+
+def test_decode_timestamps_rebuild_an_encoder_delay():
+    # x264's order with B-pyramid: I0 P4 B2 b1 b3, delay 2 frames of 10 units.
+    pts = [0, 40, 20, 10, 30, 50]
+    dts = segments.decode_timestamps(pts)
+    assert dts == [-20, -10, 0, 10, 20, 30]
+    assert all(d <= p for d, p in zip(dts, pts, strict=True))
+
+
+def upscaler(model: str, **kw) -> Upscaler:
+    return Upscaler(UpscaleSettings(scale=2, model=model, device="cpu", encode=LOSSLESS, **kw))
+
+
+def stitched(up: Upscaler, src: Path, folder: Path, parts: int) -> Path:
+    """Upscale `src` as `parts` segments (each with its own upscale_file call) and join them."""
+    frames = len(segments.video_pts(src))
+    ranges = plan_segments(frames, parts, 1, 0)  # even cuts, deliberately not on the window grid
+    assert len(ranges) == parts
+    paths = []
+    for i, span in enumerate(ranges):
+        paths.append(folder / f"seg{i}.mkv")
+        up.upscale_file(src, paths[-1], frame_range=span)
+    out = folder / "joined.mkv"
+    assert segments.concat_segments(paths, probe(src), out) == frames
+    return out
+
+
+@pytest.mark.parametrize("model,window,overlap", [("bicubic", 4, 2), ("test-temporal", 5, 2)])
+def test_three_segments_joined_equal_one_run_bit_for_bit(tmp_path, model, window, overlap):
+    src = make_clip(tmp_path / "in.mkv", frames=17, audio=True)
+    up = upscaler(model, window=window, overlap=overlap)
+    whole = up.upscale_file(src, tmp_path / "whole.mkv").output
+    joined = stitched(up, src, tmp_path, parts=3)
+    whole_pts, whole_images = decode_all(whole)
+    joined_pts, joined_images = decode_all(joined)
+    assert len(joined_pts) == 17 and joined_pts == whole_pts
+    diffs = [
+        int(np.abs(a.astype(int) - b.astype(int)).max())
+        for a, b in zip(whole_images, joined_images, strict=True)
+    ]
+    assert diffs == [0] * 17
+    assert packet_bytes(joined, "audio") == packet_bytes(src, "audio") != []
+
+
+def test_the_temporal_model_really_depends_on_the_window(tmp_path):
+    """Guards the test above: a cut that changed the windows would change the pixels."""
+    model = _seeded_temporal(2, torch.device("cpu"), torch.float32)
+    frames = torch.rand(5, 3, 12, 16, generator=torch.Generator().manual_seed(1))
+    with torch.inference_mode():
+        in_window = model.upscale(frames)[2]
+        alone = model.upscale(frames[2:3])[0]
+    assert (in_window - alone).abs().max() > 1e-3
+
+
+def test_a_segment_with_h264_keeps_exact_timestamps_of_its_frames(tmp_path):
+    # VFR input: the segment must keep each frame's own pts, not renumber.
+    pts = [0, 40, 90, 130, 200, 240, 250, 300, 360, 400, 410, 480]
+    src = make_clip(tmp_path / "vfr.mp4", frames=len(pts), pts=pts)
+    up = upscaler("bicubic", window=4, overlap=1)
+    up.settings.encode = EncodeSettings(preset="ultrafast")
+    out = up.upscale_file(src, tmp_path / "seg.mp4", frame_range=FrameRange(3, 9)).output
+    out_pts, _ = decode_all(out)
+    with_tb = [float(p * Fraction(1, 1000)) for p in pts[3:9]]
+    assert len(out_pts) == 6
+    assert [round(float(p * _tb(out)), 6) for p in out_pts] == pytest.approx(with_tb)
+    assert packet_bytes(out, "audio") == []
+
+
+def _tb(path: Path) -> Fraction:
+    import av
+
+    with av.open(str(path)) as c:
+        return c.streams.video[0].time_base
+
+
+def test_start_and_end_as_times_select_the_frames_shown_in_between(tmp_path):
+    src = make_clip(tmp_path / "in.mkv", frames=20)  # 25 fps: frame i is shown at i·0.04 s
+    up = upscaler("bicubic", window=4, overlap=2, start="0.2", end="00:00:00.48")
+    up.upscale_file(src, tmp_path / "part.mkv")
+    whole_pts, whole_images = decode_all(
+        upscaler("bicubic", window=4, overlap=2).upscale_file(src, tmp_path / "w.mkv").output
+    )
+    part_pts, part_images = decode_all(tmp_path / "part.mkv")
+    assert part_pts == whole_pts[5:12]
+    assert all(np.array_equal(a, b) for a, b in zip(part_images, whole_images[5:12], strict=True))
+    assert segments.resolve_range(probe(src), "5f", "12f") == FrameRange(5, 12)
+    with pytest.raises(UsageError):
+        segments.resolve_range(probe(src), "12f", "0.1")
