@@ -1,0 +1,56 @@
+"""`--devices`: one worker process per device, segments from a queue, one merged progress stream."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import numpy as np
+import pytest
+from conftest import decode_all, make_clip, packet_bytes
+
+from vsrup.engine import Upscaler, UpscaleSettings
+from vsrup.errors import DeviceError, UsageError
+from vsrup.parallel import parse_devices, upscale_parallel
+from vsrup.progress import JsonReporter
+from vsrup.video import EncodeSettings
+
+
+def settings(**kw) -> UpscaleSettings:
+    return UpscaleSettings(
+        scale=2, model="bicubic", window=4, overlap=2, device="cpu", encode=EncodeSettings(codec="ffv1"), **kw
+    )
+
+
+def test_parse_devices_lists_and_rejects():
+    assert parse_devices("cpu,cpu") == ["cpu", "cpu"]
+    assert parse_devices(" cuda:0, cuda:1 ") == ["cuda:0", "cuda:1"]
+    for bad in ("", "tpu:0", ",,"):
+        with pytest.raises(UsageError):
+            parse_devices(bad)
+
+
+def test_two_cpu_workers_equal_a_single_run_with_one_progress_stream(tmp_path):
+    src = make_clip(tmp_path / "in.mp4", frames=20, audio=True)
+    whole = Upscaler(settings()).upscale_file(src, tmp_path / "whole.mkv").output
+    events = io.StringIO()
+    result = upscale_parallel(src, tmp_path / "par.mkv", settings(), ["cpu", "cpu"], JsonReporter(events))
+    assert result.frames == 20 and result.segments == 6  # 3 per worker, cut on the window grid
+    whole_pts, whole_images = decode_all(whole)
+    par_pts, par_images = decode_all(result.output)
+    assert par_pts == whole_pts and len(par_pts) == 20
+    assert all(np.array_equal(a, b) for a, b in zip(whole_images, par_images, strict=True))
+    assert packet_bytes(result.output, "audio") == packet_bytes(src, "audio") != []
+    lines = [json.loads(line) for line in events.getvalue().splitlines()]
+    done = [e["frames_done"] for e in lines if e["event"] == "progress"]
+    assert lines[0] == {"event": "start", "file": "in.mp4", "frames_total": 20}
+    assert done == sorted(done) and done[-1] == 20
+    assert lines[-1]["event"] == "finish" and lines[-1]["frames_done"] == 20
+    assert not list(tmp_path.glob(".*vsrup-segments*"))  # the scratch folder is gone
+
+
+def test_a_worker_that_cannot_start_fails_the_run_with_its_error(tmp_path):
+    src = make_clip(tmp_path / "in.mp4", frames=8)
+    with pytest.raises(DeviceError, match="cuda:7"):
+        upscale_parallel(src, tmp_path / "out.mkv", settings(), ["cuda:7"])
+    assert not (tmp_path / "out.mkv").exists()
