@@ -6,6 +6,7 @@ Each model family registers one loader; `load_model` is the only entry point the
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 
@@ -34,6 +35,10 @@ def available() -> list[str]:
 
 def load_model(name: str, scale: int, device: torch.device, dtype: torch.dtype) -> VSRModel:
     """Load a registered model by name, ready for inference (eval mode, on device, in dtype)."""
+    if name not in _LOADERS and Path(name).is_dir():  # a converted bundle folder (dloral/osediff)
+        from vsrup.models.sd import load_bundle
+
+        return load_bundle(Path(name), scale, device, dtype).eval().requires_grad_(False)
     if name not in _LOADERS:
         raise UsageError(f"unknown model {name!r}; choose one of: {', '.join(available())}")
     model = _LOADERS[name](scale, device, dtype)
@@ -52,3 +57,19 @@ def _load_tiny(scale: int, device: torch.device, dtype: torch.dtype) -> VSRModel
     from vsrup.models.tiny import load_shipped
 
     return load_shipped(scale, device, dtype)
+
+
+def _converted(name: str) -> Loader:
+    """Loader for a model whose weights `vsrup download-weights NAME` downloads and converts."""
+
+    def load(scale: int, device: torch.device, dtype: torch.dtype) -> VSRModel:
+        from vsrup.models.sd import load_bundle
+        from vsrup.weights import require_bundle  # raises WeightsError naming the command to run
+
+        return load_bundle(require_bundle(name), scale, device, dtype)
+
+    return load
+
+
+register("dloral")(_converted("dloral"))
+register("osediff")(_converted("osediff"))

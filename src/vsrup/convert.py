@@ -1,0 +1,308 @@
+"""One-time conversion of official DLoRAL / OSEDiff checkpoints into vsrup weight bundles.
+
+The only place a third-party pickle is read, and only with torch.load(weights_only=True). LoRA
+adapters are attached with peft exactly as the references do (same target module lists, rank from
+the checkpoint, lora_alpha = 8: peft's default when they were trained; the checkpoints store none),
+loaded, and merged into the base weights with peft's `merge_and_unload`. The result — UNet, VAE,
+(CFR), prompt embedding — is cast and written as one safetensors file + config.json.
+
+`files` maps names to local paths. Names are the file paths inside their source repositories:
+  dloral:  "model.pkl"
+  osediff: "osediff.pkl"; "unet/diffusion_pytorch_model.safetensors" (SD2.1-base UNet)
+  both:    "vae/diffusion_pytorch_model.safetensors" (SD2.1-base VAE; .bin accepted),
+           optional "unet/config.json", "vae/config.json" (default: the SD2.1-base configs),
+           and a prompt embedding: "prompt_embeds.safetensors" (key "prompt_embeds", (1, 77, 1024)),
+           or the SD2.1-base text encoder to compute one: "text_encoder/config.json",
+           "text_encoder/model.safetensors", "tokenizer/vocab.json", "tokenizer/merges.txt", ….
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from vsrup.errors import WeightsError
+from vsrup.models.sd import (
+    PROMPT_KEY,
+    SCALING_FACTOR,
+    SD21_BASE_UNET_CONFIG,
+    SD21_BASE_VAE_CONFIG,
+    build_unet,
+    build_vae,
+    load_pickle,
+    load_weights,
+    read_tensors,
+    rename_deprecated_vae_keys,
+    sd21_alphas_cumprod,
+    write_bundle,
+)
+
+DEFAULT_PROMPT = ""  # the references caption each clip with RAM tags; we have no tagger at runtime
+LORA_ALPHA = 8
+
+# (adapter name, rank key, module-list key) as the DLoRAL reference's load_ckpt_from_state_dict.
+DLORAL_ADAPTERS = [
+    (f"default_{part}_{kind}", f"lora_rank_unet_{kind}", f"unet_lora_{part}_modules_{kind}")
+    for kind in ("quality", "consistency")
+    for part in ("encoder", "decoder", "others")
+]
+OSEDIFF_UNET_ADAPTERS = [
+    (f"default_{part}", "rank_unet", f"unet_lora_{part}_modules") for part in ("encoder", "decoder", "others")
+]
+OSEDIFF_VAE_ADAPTERS = [("default_encoder", "rank_vae", "vae_lora_encoder_modules")]
+
+
+def convert(
+    model_name: str,
+    files: Mapping[str, Path],
+    out_dir: Path,
+    dtype: torch.dtype = torch.float16,
+    prompt: str = DEFAULT_PROMPT,
+) -> Path:
+    """Convert `model_name` ("dloral" or "osediff") from `files` into a bundle in `out_dir`."""
+    converters = {"dloral": _convert_dloral, "osediff": _convert_osediff}
+    if model_name not in converters:
+        raise WeightsError(f"no converter for {model_name!r}; known: {', '.join(converters)}")
+    files = _normalise_names(files)
+    tensors, config = converters[model_name](files, prompt)
+    config = {**config, "model": model_name, "dtype": str(dtype).removeprefix("torch.")}
+    return write_bundle(Path(out_dir), {k: _cast(v, dtype) for k, v in tensors.items()}, config)
+
+
+def _cast(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    return t.detach().to(dtype) if t.is_floating_point() else t.detach()
+
+
+def _convert_dloral(files: dict[str, Path], prompt: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    from vsrup.models.cfr import CrossFrameRetrieval
+
+    ckpt = _read_checkpoint(
+        files, "model.pkl", ["state_dict_unet", "state_dict_bpp"] + _keys(DLORAL_ADAPTERS)
+    )
+    # The whole UNet is in the checkpoint (base, LoRA, and conv_in widened to 8 channels).
+    unet_config = {**_config(files, "unet", SD21_BASE_UNET_CONFIG), "in_channels": 8}
+    unet = build_unet(unet_config, empty=True)
+    tuner = attach_adapters(unet, ckpt, DLORAL_ADAPTERS)
+    load_weights(unet, ckpt["state_dict_unet"], "DLoRAL state_dict_unet", assign=True)
+    unet = merge_adapters(tuner, DLORAL_ADAPTERS)
+
+    cfr = CrossFrameRetrieval()
+    cfr.load_official(ckpt["state_dict_bpp"])
+    vae, scaling = _sd_vae(files)
+    embeds = prompt_embedding(files, prompt, unet.config.cross_attention_dim)
+    tensors = {
+        **_prefixed("unet", unet),
+        **_prefixed("vae", vae),
+        **_prefixed("cfr", cfr),
+        PROMPT_KEY: embeds,
+    }
+    config = {
+        "unet": _plain(unet.config),
+        "vae": _plain(vae.config),
+        "scaling_factor": scaling,
+        "timestep": 1,
+        "prediction": "residual: x0 = fused - unet",
+        "prompt": prompt,
+    }
+    return tensors, config
+
+
+def _convert_osediff(files: dict[str, Path], prompt: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    ckpt = _read_checkpoint(
+        files,
+        "osediff.pkl",
+        ["state_dict_unet", "state_dict_vae"] + _keys(OSEDIFF_UNET_ADAPTERS) + _keys(OSEDIFF_VAE_ADAPTERS),
+    )
+    # Only LoRA and conv_in weights are in the checkpoint: the base is SD2.1-base.
+    unet = build_unet(_config(files, "unet", SD21_BASE_UNET_CONFIG), empty=True)
+    weights = _pick(files, "unet/diffusion_pytorch_model.safetensors", "unet/diffusion_pytorch_model.bin")
+    load_weights(unet, read_tensors(weights), f"SD2.1-base UNet ({weights.name})", assign=True)
+    tuner = attach_adapters(unet, ckpt, OSEDIFF_UNET_ADAPTERS)
+    load_partial(unet, ckpt["state_dict_unet"], "OSEDiff state_dict_unet")
+    unet = merge_adapters(tuner, OSEDIFF_UNET_ADAPTERS)
+
+    vae, scaling = _sd_vae(files)
+    tuner = attach_adapters(vae, ckpt, OSEDIFF_VAE_ADAPTERS)
+    load_partial(vae, ckpt["state_dict_vae"], "OSEDiff state_dict_vae")
+    vae = merge_adapters(tuner, OSEDIFF_VAE_ADAPTERS)
+
+    embeds = prompt_embedding(files, prompt, unet.config.cross_attention_dim)
+    tensors = {**_prefixed("unet", unet), **_prefixed("vae", vae), PROMPT_KEY: embeds}
+    config = {
+        "unet": _plain(unet.config),
+        "vae": _plain(vae.config),
+        "scaling_factor": scaling,
+        "timestep": 999,
+        "prediction": "epsilon",
+        "alpha_cumprod": float(sd21_alphas_cumprod()[999]),
+        "prompt": prompt,
+    }
+    return tensors, config
+
+
+# ---------------------------------------------------------------------------------------------
+# LoRA
+
+
+def lora_configs(ckpt: Mapping[str, Any], adapters: Sequence[tuple[str, str, str]]) -> dict[str, Any]:
+    """peft LoraConfigs as the references build them: rank and target modules from the checkpoint."""
+    from peft import LoraConfig
+
+    configs = {}
+    for name, rank_key, modules_key in adapters:
+        modules = sorted(set(ckpt[modules_key]))  # OSEDiff's VAE list repeats names
+        configs[name] = LoraConfig(
+            r=int(ckpt[rank_key]), lora_alpha=LORA_ALPHA, target_modules=modules, init_lora_weights="gaussian"
+        )
+    return configs
+
+
+def attach_adapters(model: nn.Module, ckpt: Mapping[str, Any], adapters: Sequence[tuple[str, str, str]]):
+    """Inject every adapter into `model` in place (key names `….lora_A.<adapter>.weight`, as the
+    references' `add_adapter` produced) and activate them all; returns the peft LoraModel."""
+    from peft import LoraModel
+
+    configs = lora_configs(ckpt, adapters)
+    names = list(configs)
+    tuner = LoraModel(model, configs, names[0])
+    for name in names[1:]:
+        tuner.inject_adapter(model, name)
+    tuner.set_adapter(names)  # all active: their deltas add, as at the references' inference
+    return tuner
+
+
+def merge_adapters(tuner: Any, adapters: Sequence[tuple[str, str, str]]) -> nn.Module:
+    """Fold all adapters into the base weights and drop the LoRA layers (peft merge_and_unload)."""
+    return tuner.merge_and_unload(adapter_names=[name for name, _, _ in adapters])
+
+
+def load_partial(model: nn.Module, state: Mapping[str, torch.Tensor], what: str) -> None:
+    """Load a LoRA-only checkpoint: every key must exist, and every LoRA weight must be given."""
+    missing, unexpected = model.load_state_dict(dict(state), strict=False)
+    lora_missing = [k for k in missing if "lora_" in k]
+    if unexpected or lora_missing:
+        raise WeightsError(
+            f"{what}: checkpoint does not match the model (unexpected {unexpected[:3]}, "
+            f"missing LoRA weights {lora_missing[:3]})"
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# Inputs
+
+
+_COMPONENTS = {"unet", "vae", "text_encoder", "tokenizer", "scheduler"}
+
+
+def _normalise_names(files: Mapping[str, Path]) -> dict[str, Path]:
+    """Accept names prefixed by the model that provides them, as `vsrup.weights` passes a required
+    model's files ("sd21-base/vae/diffusion_pytorch_model.safetensors" → "vae/…")."""
+    out = {}
+    for name, path in files.items():
+        head, _, rest = name.partition("/")
+        if rest and head not in _COMPONENTS:
+            name = rest
+        out.setdefault(name, Path(path))
+    return out
+
+
+def _pick(files: Mapping[str, Path], *names: str) -> Path:
+    for name in names:
+        if name in files:
+            if not files[name].is_file():
+                raise WeightsError(f"{name}: {files[name]} does not exist")
+            return files[name]
+    raise WeightsError(f"conversion needs {names[0]}")
+
+
+def _keys(adapters: Sequence[tuple[str, str, str]]) -> list[str]:
+    return sorted({k for _, rank, modules in adapters for k in (rank, modules)})
+
+
+def _read_checkpoint(files: Mapping[str, Path], name: str, required: list[str]) -> Mapping[str, Any]:
+    path = _pick(files, name)
+    ckpt = load_pickle(path)
+    missing = [k for k in required if not isinstance(ckpt, Mapping) or k not in ckpt]
+    if missing:
+        raise WeightsError(f"{path}: not an official {name} (missing {', '.join(missing)})")
+    return ckpt
+
+
+def _config(files: Mapping[str, Path], component: str, default: Mapping[str, Any]) -> dict[str, Any]:
+    key = f"{component}/config.json"
+    if key not in files:
+        return dict(default)
+    try:
+        return json.loads(_pick(files, key).read_text())
+    except json.JSONDecodeError as exc:
+        raise WeightsError(f"{files[key]}: not valid JSON ({exc})") from exc
+
+
+def _sd_vae(files: Mapping[str, Path]) -> tuple[nn.Module, float]:
+    config = _config(files, "vae", SD21_BASE_VAE_CONFIG)
+    vae = build_vae(config, empty=True)
+    weights = _pick(files, "vae/diffusion_pytorch_model.safetensors", "vae/diffusion_pytorch_model.bin")
+    load_weights(
+        vae,
+        rename_deprecated_vae_keys(read_tensors(weights)),
+        f"SD2.1-base VAE ({weights.name})",
+        assign=True,
+    )
+    return vae, float(config.get("scaling_factor", SCALING_FACTOR))
+
+
+def prompt_embedding(files: Mapping[str, Path], prompt: str, width: int) -> torch.Tensor:
+    """The prompt's text embedding (1, L, width): read from "prompt_embeds.safetensors" if given,
+    else computed with the SD2.1-base CLIP text encoder (needs transformers, conversion only)."""
+    if "prompt_embeds.safetensors" in files:
+        tensors = read_tensors(_pick(files, "prompt_embeds.safetensors"))
+        if PROMPT_KEY not in tensors:
+            raise WeightsError(f"{files['prompt_embeds.safetensors']}: no {PROMPT_KEY!r} tensor")
+        embeds = tensors[PROMPT_KEY]
+    elif "text_encoder/config.json" in files:
+        tokenizer = _pick(files, "tokenizer/vocab.json", "tokenizer/tokenizer_config.json").parent
+        embeds = encode_prompt(_pick(files, "text_encoder/config.json").parent, tokenizer, prompt)
+    else:
+        raise WeightsError(
+            "conversion needs a prompt embedding: prompt_embeds.safetensors, "
+            "or the SD2.1-base text_encoder/ and tokenizer/ files"
+        )
+    if embeds.ndim == 2:
+        embeds = embeds[None]
+    if embeds.ndim != 3 or embeds.shape[0] != 1 or embeds.shape[-1] != width:
+        raise WeightsError(f"prompt embedding has shape {tuple(embeds.shape)}, expected (1, L, {width})")
+    return embeds.float()
+
+
+@torch.no_grad()
+def encode_prompt(text_encoder_dir: Path, tokenizer_dir: Path, prompt: str) -> torch.Tensor:
+    """CLIP last hidden state of `prompt`, padded to the tokenizer's 77 tokens (as the references'
+    `encode_prompt`)."""
+    try:
+        from transformers import CLIPTextModel, CLIPTokenizer
+    except ImportError as exc:  # pragma: no cover - transformers is optional
+        raise WeightsError("computing a prompt embedding needs `pip install transformers`") from exc
+    tokenizer = CLIPTokenizer.from_pretrained(str(tokenizer_dir))
+    encoder = CLIPTextModel.from_pretrained(str(text_encoder_dir)).eval()
+    ids = tokenizer(
+        prompt,
+        max_length=tokenizer.model_max_length,
+        padding="max_length",
+        truncation=True,
+        return_tensors="pt",
+    ).input_ids
+    return encoder(ids)[0].float()
+
+
+def _prefixed(prefix: str, module: nn.Module) -> dict[str, torch.Tensor]:
+    return {f"{prefix}.{k}": v for k, v in module.state_dict().items()}
+
+
+def _plain(config: Mapping[str, Any]) -> dict[str, Any]:
+    """A diffusers FrozenDict config as plain JSON data (tuples → lists, bookkeeping keys dropped)."""
+    return json.loads(json.dumps({k: v for k, v in dict(config).items() if not k.startswith("_")}))
