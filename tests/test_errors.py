@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import errno
+import json
 import os
+import signal
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import av
@@ -296,3 +300,27 @@ def test_unexpected_error_is_one_line_and_debug_shows_traceback(clip, tmp_path, 
     code, err = run_cli(monkeypatch, capsys, "--debug", *upscale_args(clip, tmp_path / "o.mp4"))
     assert code == 1 and "Traceback" in err and "ZeroDivisionError: boom" in err
     assert not (tmp_path / "o.mp4").exists() and no_leftovers(tmp_path) == []
+
+
+def test_ctrl_c_mid_run_exits_130_and_leaves_nothing(tmp_path):
+    """A real SIGINT to a real `vsrup upscale` process, once it has written some frames."""
+    clip = make_clip(tmp_path / "long.mp4", frames=240, audio=True)
+    target = tmp_path / "out.mp4"
+    command = [sys.executable, "-m", "vsrup.cli", "upscale", str(clip), str(target), "-m", "bicubic"]
+    process = subprocess.Popen(
+        [*command, "--progress", "json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    progress = []
+    for line in process.stdout:  # wait until frames are really flowing
+        if '"progress"' in line:
+            progress.append(json.loads(line))
+            if progress[-1]["frames_done"] >= 8:
+                break
+    process.send_signal(signal.SIGINT)
+    started = time.monotonic()
+    _, err = process.communicate(timeout=60)
+    assert time.monotonic() - started < 10  # the decode/encode threads do not hold the exit up
+    assert process.returncode == 130
+    assert progress[-1]["frames_done"] < 240  # it was really interrupted mid-run
+    assert_one_line(err, "interrupted; no partial output was left behind")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["long.mp4"]

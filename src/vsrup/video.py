@@ -334,31 +334,50 @@ def _muxer_for(ext: str) -> str | None:
     return {".mkv": "matroska", ".webm": "webm", ".mp4": "mp4", ".m4v": "mp4", ".mov": "mov"}.get(ext)
 
 
+# Codecs a muxer's codec table accepts but its header writer then refuses.
+_REFUSED_PREFIXES = {".mp4": ("pcm_",), ".m4v": ("pcm_",)}
+
+
+def _fits(stream, supported: set[str], ext: str) -> bool:
+    """Whether a stream can be copied into the output container as it is.
+
+    A subtitle stream that cannot is dropped with a warning (text in a container without a text
+    track type). Audio that cannot is an error before any work: losing the sound is not ours to
+    decide, and another container (or re-encoding the audio first) fixes it.
+    """
+    name = stream.codec_context.name if stream.codec_context else "unknown"
+    allowed = _SUBTITLE_CODECS.get(ext) if stream.type == "subtitle" else None
+    fits = name in supported and not name.startswith(_REFUSED_PREFIXES.get(ext, ()))
+    if fits and (allowed is None or name in allowed):
+        return True
+    if stream.type == "audio":
+        raise UsageError(
+            f"audio stream {stream.index} ({name}) cannot be copied into a {ext} file; "
+            "write .mkv or .mov instead"
+        )
+    log.warning("dropping subtitle stream %d (%s): a %s file cannot hold it", stream.index, name, ext)
+    return False
+
+
 class _Passthrough:
     """Copies audio and subtitle packets from the input to the output, unchanged, in time order."""
 
     def __init__(self, info: VideoInfo, output, fmt_ext: str):
         self._input = _open_input(info.path)
-        allowed_subs = _SUBTITLE_CODECS.get(fmt_ext)
         self._map = {}
-        for stream in self._input.streams:
-            if stream.type == "audio" or (stream.type == "subtitle" and self._fits(stream, allowed_subs)):
-                self._map[stream.index] = output.add_stream_from_template(stream)
+        try:
+            supported = output.supported_codecs
+            for stream in self._input.streams:
+                if stream.type in ("audio", "subtitle") and _fits(stream, supported, fmt_ext):
+                    self._map[stream.index] = output.add_stream_from_template(stream)
+        except BaseException:
+            self._input.close()
+            raise
         self._output = output
         self._packets = (
             self._input.demux(*[self._input.streams[i] for i in self._map]) if self._map else iter(())
         )
         self._pending = None
-
-    @staticmethod
-    def _fits(stream, allowed: set[str] | None) -> bool:
-        name = stream.codec_context.name if stream.codec_context else "unknown"
-        if allowed is None or name in allowed:
-            return True
-        log.warning(
-            "dropping subtitle stream %d (%s): the output container cannot hold it", stream.index, name
-        )
-        return False
 
     def mux_until(self, seconds: float) -> None:
         while True:

@@ -1,0 +1,172 @@
+"""Legal but awkward inputs come out right: odd sizes, rotation, variable frame rate, no frame count
+in the header, one frame, several audio tracks, and subtitles the output container cannot hold."""
+
+from __future__ import annotations
+
+import logging
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+from conftest import decode_all, make_clip
+
+from vsrup.engine import Upscaler, UpscaleSettings
+from vsrup.errors import UsageError
+from vsrup.video import probe
+
+SRT = "1\n00:00:00,000 --> 00:00:00,200\nHello\n\n2\n00:00:00,240 --> 00:00:00,380\nWorld\n"
+
+
+@pytest.fixture(scope="module")
+def upscaler() -> Upscaler:
+    return Upscaler(UpscaleSettings(model="bicubic", scale=2, device="cpu"))
+
+
+def streams_of(path: Path) -> list[str]:
+    with av.open(str(path)) as c:
+        return [s.type for s in c.streams]
+
+
+def packets_by_stream(path: Path, kind: str) -> list[list[bytes]]:
+    """Each `kind` stream's packet payloads, in order (to check byte-exact copies track by track)."""
+    with av.open(str(path)) as c:
+        chosen = [s for s in c.streams if s.type == kind]
+        by_index: dict[int, list[bytes]] = {s.index: [] for s in chosen}
+        for packet in c.demux(*chosen):
+            if packet.size:
+                by_index[packet.stream.index].append(bytes(packet))
+    return list(by_index.values())
+
+
+def pts_seconds(path: Path) -> list[float]:
+    with av.open(str(path)) as c:
+        stream = c.streams.video[0]
+        return [round(float(f.pts * stream.time_base), 4) for f in c.decode(stream)]
+
+
+def _encode_tone(out, stream, hz: float, seconds: float) -> None:
+    rate, size = stream.codec_context.sample_rate, 1024
+    for start in range(0, int(seconds * rate), size):
+        t = (np.arange(size) + start) / rate
+        samples = (0.2 * np.sin(2 * np.pi * hz * t)).astype(np.float32)[None, :]
+        frame = av.AudioFrame.from_ndarray(samples, format="fltp", layout="mono")
+        frame.sample_rate, frame.pts = rate, start
+        for packet in stream.encode(frame):
+            out.mux(packet)
+    for packet in stream.encode(None):
+        out.mux(packet)
+
+
+def make_rich_mkv(tmp_path: Path, frames: int = 10) -> Path:
+    """Video + two different audio tracks (AAC 48 kHz and 44.1 kHz) + an SRT subtitle track."""
+    video = make_clip(tmp_path / "video.mkv", frames=frames)
+    srt = tmp_path / "subs.srt"
+    srt.write_text(SRT)
+    path = tmp_path / "rich.mkv"
+    with av.open(str(video)) as vsrc, av.open(str(srt)) as ssrc, av.open(str(path), "w") as out:
+        v = out.add_stream_from_template(vsrc.streams.video[0])
+        s = out.add_stream_from_template(ssrc.streams.subtitles[0])
+        tracks = [
+            out.add_stream("aac", rate=48000, layout="mono"),
+            out.add_stream("aac", rate=44100, layout="mono"),
+        ]
+        for packet in vsrc.demux(vsrc.streams.video[0]):
+            if packet.size:
+                packet.stream = v
+                out.mux(packet)
+        for packet in ssrc.demux(ssrc.streams.subtitles[0]):
+            if packet.size:
+                packet.stream = s
+                out.mux(packet)
+        for track, hz in zip(tracks, (440, 660), strict=True):
+            _encode_tone(out, track, hz, frames / 25)
+    return path
+
+
+def test_odd_width_and_height(tmp_path, upscaler):
+    clip = make_clip(tmp_path / "odd.mkv", frames=3, size=(63, 47), codec="ffv1")
+    upscaler.upscale_file(clip, tmp_path / "out.mkv")
+    pts, images = decode_all(tmp_path / "out.mkv")
+    assert len(pts) == 3 and images[0].shape == (94, 126, 3)
+
+
+def test_rotation_metadata_is_kept(tmp_path, upscaler):
+    clip = make_clip(tmp_path / "rot.mp4", frames=3, rotation=90)
+    assert probe(clip).rotation == 90
+    upscaler.upscale_file(clip, tmp_path / "out.mp4")
+    info = probe(tmp_path / "out.mp4")
+    assert info.rotation == 90
+    assert (info.width, info.height) == (128, 96)  # stored unrotated, like the input
+
+
+def test_variable_frame_rate_timestamps_are_kept(tmp_path, upscaler):
+    gaps = [0, 40, 50, 130, 140, 300, 310, 330, 500, 520]  # ms; irregular on purpose
+    clip = make_clip(tmp_path / "vfr.mp4", frames=len(gaps), pts=gaps)
+    upscaler.upscale_file(clip, tmp_path / "out.mp4")
+    assert pts_seconds(tmp_path / "out.mp4") == pts_seconds(clip)
+    assert pts_seconds(clip) == [g / 1000 for g in gaps]
+
+
+def test_stream_without_frame_count(tmp_path, upscaler):
+    clip = make_clip(tmp_path / "nocount.mkv", frames=9)
+    assert probe(clip).frames is None  # Matroska stores no frame count
+    result = upscaler.upscale_file(clip, tmp_path / "out.mkv")
+    assert result.frames == 9 and len(decode_all(tmp_path / "out.mkv")[0]) == 9
+    assert pts_seconds(tmp_path / "out.mkv") == pts_seconds(clip)
+
+
+@pytest.mark.parametrize("window", [1, 4, 8])
+def test_single_frame_clip(tmp_path, window):
+    clip = make_clip(tmp_path / "one.mp4", frames=1)
+    settings = UpscaleSettings(model="bicubic", scale=2, device="cpu", window=window, overlap=window // 2)
+    result = Upscaler(settings).upscale_file(clip, tmp_path / "out.mp4")
+    pts, images = decode_all(tmp_path / "out.mp4")
+    assert result.frames == 1 and len(pts) == 1 and images[0].shape == (96, 128, 3)
+
+
+def test_all_audio_tracks_and_subtitles_copied_byte_exact(tmp_path, upscaler):
+    rich = make_rich_mkv(tmp_path)
+    out = tmp_path / "out.mkv"
+    upscaler.upscale_file(rich, out)
+    assert streams_of(out) == ["video", "subtitle", "audio", "audio"]
+    source_audio = packets_by_stream(rich, "audio")
+    assert len(source_audio) == 2 and source_audio[0] != source_audio[1]
+    assert packets_by_stream(out, "audio") == source_audio
+    assert packets_by_stream(out, "subtitle") == [[b"Hello", b"World"]]
+
+
+def test_subtitles_mp4_cannot_hold_are_dropped_with_a_warning(tmp_path, upscaler, caplog):
+    rich = make_rich_mkv(tmp_path)
+    out = tmp_path / "out.mp4"
+    with caplog.at_level(logging.WARNING):
+        result = upscaler.upscale_file(rich, out)
+    assert result.frames == 10
+    assert streams_of(out) == ["video", "audio", "audio"]
+    assert packets_by_stream(out, "audio") == packets_by_stream(rich, "audio")
+    assert "dropping subtitle stream 1 (srt): a .mp4 file cannot hold it" in caplog.text
+
+
+def test_audio_the_container_cannot_hold_is_refused_before_any_work(tmp_path, upscaler):
+    video = make_clip(tmp_path / "v.mkv", frames=4)
+    pcm = tmp_path / "pcm.mkv"
+    with av.open(str(video)) as src, av.open(str(pcm), "w") as out:
+        v = out.add_stream_from_template(src.streams.video[0])
+        audio = out.add_stream("pcm_s16le", rate=48000, layout="mono")
+        for packet in src.demux(src.streams.video[0]):
+            if packet.size:
+                packet.stream = v
+                out.mux(packet)
+        frame = av.AudioFrame.from_ndarray(np.zeros((1, 4800), np.int16), format="s16", layout="mono")
+        frame.sample_rate, frame.pts, frame.time_base = 48000, 0, Fraction(1, 48000)
+        for packet in [*audio.encode(frame), *audio.encode(None)]:
+            out.mux(packet)
+    with pytest.raises(UsageError, match=r"audio stream 1 \(pcm_s16le\) cannot be copied into a \.mp4"):
+        upscaler.upscale_file(pcm, tmp_path / "out.mp4")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pcm.mkv", "v.mkv"]
+    upscaler.upscale_file(pcm, tmp_path / "out.mov")  # a container that holds PCM works
+    # PCM packets are regrouped by each demuxer: compare the samples, not the packet cuts
+    samples = [b"".join(track) for track in packets_by_stream(tmp_path / "out.mov", "audio")]
+    assert samples == [b"".join(track) for track in packets_by_stream(pcm, "audio")]
+    assert len(samples[0]) == 4800 * 2
