@@ -150,3 +150,18 @@ def test_start_and_end_as_times_select_the_frames_shown_in_between(tmp_path):
     assert segments.resolve_range(probe(src), "5f", "12f") == FrameRange(5, 12)
     with pytest.raises(UsageError):
         segments.resolve_range(probe(src), "12f", "0.1")
+
+
+def test_cli_start_end_writes_the_segment(tmp_path):
+    from typer.testing import CliRunner
+
+    from vsrup.cli import app
+
+    src = make_clip(tmp_path / "in.mkv", frames=12, audio=True)
+    out = tmp_path / "seg.mkv"
+    args = ["upscale", str(src), str(out), "-m", "bicubic", "-s", "2", "--start", "4f", "--end", "0.36", "-q"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    in_pts, _ = decode_all(src)
+    assert decode_all(out)[0] == in_pts[4:9]
+    assert packet_bytes(out, "audio") == []  # audio is muxed once, when segments are joined

@@ -147,6 +147,30 @@ def upscale(
         help="Print the settings that would be used and a time and peak-memory estimate from a short "
         "calibration run on the first frames (one input file); write nothing. JSON with --progress json.",
     ),
+    start: str = typer.Option(
+        None,
+        "--start",
+        help="Upscale only from here: seconds (12.5), a clock time (00:01:02.5) or a frame index (120f). "
+        "The output is a video-only segment, identical to that part of a whole run.",
+        show_default=False,
+    ),
+    end: str = typer.Option(
+        None, "--end", help="Upscale only up to here (exclusive); same forms as --start.", show_default=False
+    ),
+    devices: str = typer.Option(
+        None,
+        "--devices",
+        envvar="VSRUP_DEVICES",
+        help="Split each video into segments and run one worker per device: cuda:0,cuda:1,… or all.",
+        show_default=False,
+    ),
+    ray_address: str = typer.Option(
+        None,
+        "--ray",
+        help="Run segments and files as Ray tasks: local (start Ray here), auto (this machine's "
+        'cluster) or ray://HEAD:10001. Needs pip install "vsrup\\[ray]".',
+        show_default=False,
+    ),
 ) -> None:
     from vsrup.batch import upscale_paths
     from vsrup.engine import UpscaleSettings
@@ -164,6 +188,8 @@ def upscale(
         encode=EncodeSettings(codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt),
         overwrite=overwrite,
         resume=resume,
+        start=start,
+        end=end,
     )
     if dry_run:
         from vsrup.estimate import dry_run as estimate_run
@@ -176,6 +202,14 @@ def upscale(
             from vsrup.compare import compare_paths
 
             compare_paths(paths, settings, compare.value, reporter)
+        elif ray_address:
+            from vsrup.cluster import upscale_ray
+
+            upscale_ray(paths, settings, reporter, ray_address, suffix=suffix, skip_existing=skip_existing)
+        elif devices:
+            from vsrup.parallel import upscale_devices
+
+            upscale_devices(paths, settings, devices, reporter, suffix=suffix, skip_existing=skip_existing)
         else:
             upscale_paths(paths, settings, reporter, suffix=suffix, skip_existing=skip_existing)
     except KeyboardInterrupt:  # typer would turn it into a silent exit code

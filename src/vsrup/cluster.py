@@ -40,13 +40,14 @@ def import_ray():
 
 
 def connect(address: str | None = None):
-    """Join the cluster at `address`, or start a small local Ray; reuse a running connection."""
+    """Join the cluster at `address` (`auto`: the one this machine belongs to; `ray://host:10001`),
+    or start a small local Ray (None or `local`); reuse a running connection."""
     ray = import_ray()
     if not ray.is_initialized():
-        if address:
-            ray.init(address=address, log_to_driver=False)
+        if address and address != "local":
+            ray.init(address=address, log_to_driver=False, logging_level="ERROR")
         else:
-            ray.init(num_cpus=LOCAL_CPUS, include_dashboard=False, log_to_driver=False)
+            ray.init(num_cpus=LOCAL_CPUS, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
     return ray
 
 
@@ -72,7 +73,11 @@ class SegmentWorker:
 
         if threads:
             torch.set_num_threads(threads)
-        self.upscaler = Upscaler(replace(settings, device=device))
+        self.error: VsrupError | None = None  # kept for `ping`: a failed actor constructor is noisy
+        try:
+            self.upscaler = Upscaler(replace(settings, device=device))
+        except VsrupError as exc:
+            self.error = exc
         self.folder = Path(tempfile.mkdtemp(prefix="vsrup-ray-"))
         self.inputs: dict[str, Path] = {}
 
@@ -95,8 +100,9 @@ class SegmentWorker:
         finally:
             target.unlink(missing_ok=True)
 
-    def ping(self) -> bool:
-        return True
+    def ping(self) -> VsrupError | None:
+        """The error that stopped this worker from loading its model, if any."""
+        return self.error
 
 
 def _maybe_crash() -> None:
@@ -186,7 +192,12 @@ def start_actors(ray, settings) -> list:
     else:
         make = remote.options(num_cpus=1, **options)
         actors = [make.remote(settings, "cpu", 1) for _ in range(max(1, cpus))]
-    ray.get([a.ping.remote() for a in actors])  # fail early (bad model, no weights) and at once
+    # Fail early and once for what every worker would hit (unknown model, missing weights).
+    errors = [e for e in ray.get([a.ping.remote() for a in actors]) if e is not None]
+    if errors:
+        for actor in actors:
+            ray.kill(actor)
+        raise errors[0]
     return actors
 
 

@@ -208,3 +208,38 @@ def _worker(device: str, settings, source: str, task_q, event_q, cpu_threads: in
     with contextlib.suppress(Exception):
         event_q.close()
         event_q.join_thread()
+
+
+def upscale_devices(
+    paths: list[Path],
+    settings,
+    devices: str,
+    reporter: Reporter | None = None,
+    suffix: str = "",
+    skip_existing: bool = False,
+) -> list:
+    """The `upscale --devices` command: each input file in turn, split over the devices."""
+    from vsrup import batch
+    from vsrup.cluster import batch_jobs
+
+    reporter = reporter or Reporter()
+    names = parse_devices(devices)
+    jobs, single = batch_jobs(paths, suffix)
+    if single:
+        result = upscale_parallel(jobs[0].source, jobs[0].target, settings, names, reporter)
+        return [batch.Outcome(jobs[0].source, jobs[0].target, "done", result.frames, result.seconds)]
+    outcomes = []
+    for job in jobs:
+        if skip_existing and job.target.exists():
+            outcomes.append(batch.Outcome(job.source, job.target, "skipped", error="output exists"))
+            continue
+        try:
+            result = upscale_parallel(job.source, job.target, settings, names, reporter)
+            outcomes.append(batch.Outcome(job.source, job.target, "done", result.frames, result.seconds))
+        except VsrupError as exc:
+            outcomes.append(
+                batch.Outcome(job.source, job.target, "failed", error=str(exc), exit_code=exc.exit_code)
+            )
+    batch.report_summary(outcomes, reporter)
+    batch.raise_if_failed(outcomes)
+    return outcomes
