@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import av
+import pytest
 from conftest import make_clip
 from typer.testing import CliRunner
 
@@ -39,8 +40,11 @@ def test_dry_run_json_writes_nothing_and_estimates(tmp_path):
     # Calibration ran the engine on the first windows only, and the total scales past it.
     assert 8 <= est["calibration_frames"] < 40
     assert est["seconds_per_frame"] > 0 and est["peak_host_mb"] > 50
-    expected = est["first_window_s"] + (40 - 4) * est["seconds_per_frame"]
+    expected = est["first_window_s"] + (40 - 4) * est["window_s_per_frame"] + 40 * est["flush_s_per_frame"]
     assert abs(est["estimated_s"] - expected) < 0.2
+    assert est["seconds_per_frame"] == pytest.approx(
+        est["window_s_per_frame"] + est["flush_s_per_frame"], abs=2e-4
+    )
 
 
 def test_dry_run_table_for_people(tmp_path):

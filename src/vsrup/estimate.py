@@ -5,7 +5,8 @@ The calibration is a real run of the real engine on the first few windows of the
 packets are copied (not re-encoded) into a temporary file, upscaled into another temporary file,
 and both are deleted. So decoding, the model, blending, encoding and the threads that overlap them
 are all timed as they will be. The first window also pays one-off costs (warm-up, pipeline fill),
-so it is timed apart: estimate = first window + remaining frames × steady seconds per frame.
+so it is timed apart: estimate = first window + remaining frames × seconds per frame between
+window reports + all frames × seconds per frame of the final flush (see `_rates` for why).
 
 Peak memory: GPU, the peak allocated by torch during calibration (a window is the unit of work, so
 it does not grow with the video). Host, the process's peak RSS (model loading included), plus room
@@ -51,7 +52,9 @@ class Estimate:
     calibration_frames: int
     calibration_s: float
     first_window_s: float
-    seconds_per_frame: float
+    window_s_per_frame: float  # decode + model + blend, between window reports
+    flush_s_per_frame: float  # after the last window (mostly the encoder's backlog), per frame
+    seconds_per_frame: float  # the sum: the steady cost of one frame
     estimated_s: float | None
     peak_host_mb: float
     peak_gpu_mb: float | None
@@ -99,9 +102,11 @@ def estimate(upscaler: Upscaler, source: Path | str, target: Path | str) -> Esti
         started = time.perf_counter()
         result = upscaler.upscale_file(cut, Path(folder) / f"out{target.suffix.lower()}", clock)
         calibration_s = time.perf_counter() - started
-    first_s, per_frame = _rates(clock, started, calibration_s, result.frames)
+    first_s, per_window_frame, per_flush_frame = _rates(clock, started, calibration_s, result.frames)
     first_frames = clock.marks[0][1] if clock.marks else result.frames
-    estimated = None if total is None else first_s + max(0, total - first_frames) * per_frame
+    estimated = None
+    if total is not None:
+        estimated = first_s + max(0, total - first_frames) * per_window_frame + total * per_flush_frame
     if total is None:
         notes.append("the input does not say how many frames it has: no total time estimate")
     lookahead = LOOKAHEAD_FRAMES.get(codec, 0)
@@ -128,7 +133,9 @@ def estimate(upscaler: Upscaler, source: Path | str, target: Path | str) -> Esti
         calibration_frames=result.frames,
         calibration_s=round(calibration_s, 3),
         first_window_s=round(first_s, 3),
-        seconds_per_frame=round(per_frame, 4),
+        window_s_per_frame=round(per_window_frame, 4),
+        flush_s_per_frame=round(per_flush_frame, 4),
+        seconds_per_frame=round(per_window_frame + per_flush_frame, 4),
         estimated_s=None if estimated is None else round(estimated, 1),
         peak_host_mb=round(peak_rss_mb() + lookahead_mb, 1),
         peak_gpu_mb=None if gpu_mb is None else round(gpu_mb, 1),
@@ -136,13 +143,20 @@ def estimate(upscaler: Upscaler, source: Path | str, target: Path | str) -> Esti
     )
 
 
-def _rates(clock: _Clock, started: float, elapsed: float, frames: int) -> tuple[float, float]:
-    """(seconds until the first window was done, steady seconds per frame after it)."""
-    if not clock.marks or frames <= clock.marks[0][1]:  # one window: no steady part to measure
-        return elapsed, elapsed / max(frames, 1)
-    first_time, first_frames = clock.marks[0]
-    # Up to the end of the run, so the encoder's flush of the queued frames is counted too.
-    return first_time - started, (started + elapsed - first_time) / (frames - first_frames)
+def _rates(clock: _Clock, started: float, elapsed: float, frames: int) -> tuple[float, float, float]:
+    """(seconds to the first window's report, seconds per frame between window reports, seconds
+    per frame after the last report).
+
+    Encoders with lookahead (x264: ~40 frames) hold frames back, so in a short calibration most of
+    the encoding happens after the last window, while the file is closed; in a long run it happens
+    all along. So that part is charged to every frame of the video, the rest to the frames after
+    the first window (which pays the one-off costs itself).
+    """
+    if len(clock.marks) < 2:  # one window: no steady part to measure
+        return elapsed, elapsed / max(frames, 1), 0.0
+    (first_time, first_frames), (last_time, last_frames) = clock.marks[0], clock.marks[-1]
+    per_window_frame = (last_time - first_time) / max(last_frames - first_frames, 1)
+    return first_time - started, per_window_frame, (started + elapsed - last_time) / max(frames, 1)
 
 
 def peak_rss_mb() -> float:
