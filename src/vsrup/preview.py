@@ -20,8 +20,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from vsrup.compare import bicubic
 from vsrup.errors import InputError, OutputError, UsageError
-from vsrup.video import VideoInfo, _color_range, _open_input, probe, rgb_matrix
+from vsrup.video import Frame, VideoInfo, _color_range, _open_input, probe, rgb_matrix
+from vsrup.windows import Window
 
 GAP = 4  # px of background between panels
 BACKGROUND = (24, 24, 24)
@@ -64,12 +66,11 @@ def make_preview(
     _check_png_output(output, overwrite)
     upscaler = Upscaler(UpscaleSettings(scale=scale, model=model, device=device, dtype=dtype, tile=tile))
     images, target, time_s = decode_around(info, at, upscaler.window)
+    window = Window(0, [Frame(i, None, None, image) for i, image in enumerate(images)], 0, 0)
+    upscaled = upscaler._run_model(window)[target]  # as in a real run, with its OOM fallback
     with torch.inference_mode():
-        batch = to_tensor(images, upscaler.device, upscaler.dtype)
-        upscaled = upscaler.model.upscale(batch)[target]
-        from vsrup.compare import bicubic
-
-        base = bicubic(batch[target : target + 1].float(), scale)[0]
+        batch = to_tensor(images[target : target + 1], upscaler.device, torch.float32)
+        base = bicubic(batch, scale)[0]
     frame = to_uint8(images[target])
     panels = {
         "input": np.repeat(np.repeat(frame, scale, axis=0), scale, axis=1),
@@ -214,7 +215,7 @@ def _outline(canvas: np.ndarray, x: int, y: int, w: int, h: int, color=(255, 220
 
 
 def label_height(frame_height: int) -> int:
-    return max(14, frame_height // 24)
+    return max(16, frame_height // 20)
 
 
 @functools.lru_cache(maxsize=64)
