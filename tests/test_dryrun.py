@@ -77,3 +77,13 @@ def test_calibration_covers_two_windows(tmp_path):
     est = estimate(upscaler, clip, tmp_path / "o.mp4")
     assert est.calibration_frames == 5 and est.frames == 5
     assert est.estimated_s is not None and est.estimated_s <= est.calibration_s + 0.1
+
+
+def test_a_range_estimates_only_its_frames(tmp_path):
+    clip = make_clip(tmp_path / "clip.mp4", frames=40, size=(32, 32))
+    settings = UpscaleSettings(
+        scale=2, model="bicubic", device="cpu", window=4, overlap=0, start="10f", end="30f"
+    )
+    est = estimate(Upscaler(settings), clip, tmp_path / "o.mp4")
+    assert est.frames == 20 and est.calibration_frames >= 8
+    assert not (tmp_path / "o.mp4").exists()

@@ -15,6 +15,7 @@ for the frames an x264/x265 encoder holds in its lookahead, which a short calibr
 
 from __future__ import annotations
 
+import dataclasses
 import resource
 import tempfile
 import time
@@ -94,14 +95,23 @@ def estimate(upscaler: Upscaler, source: Path | str, target: Path | str) -> Esti
     if target.exists() and not settings.overwrite:
         notes.append(f"{target} exists: the real run needs --overwrite")
     total = info.frames_estimate
+    if settings.start or settings.end:  # only that part will be upscaled
+        from vsrup.segments import resolve_range
+
+        total = resolve_range(info, settings.start, settings.end).length(total)
     if upscaler.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(upscaler.device)
-    with tempfile.TemporaryDirectory(prefix="vsrup-dry-run-") as folder:
-        cut = copy_first_frames(source, Path(folder) / "cut.nut", calibration_length(upscaler))
-        clock = _Clock()
-        started = time.perf_counter()
-        result = upscaler.upscale_file(cut, Path(folder) / f"out{target.suffix.lower()}", clock)
-        calibration_s = time.perf_counter() - started
+    # The calibration is a plain run of the cut: a range or resume folder would not fit it.
+    upscaler.settings = dataclasses.replace(settings, start=None, end=None, resume=False, overwrite=True)
+    try:
+        with tempfile.TemporaryDirectory(prefix="vsrup-dry-run-") as folder:
+            cut = copy_first_frames(source, Path(folder) / "cut.nut", calibration_length(upscaler))
+            clock = _Clock()
+            started = time.perf_counter()
+            result = upscaler.upscale_file(cut, Path(folder) / f"out{target.suffix.lower()}", clock)
+            calibration_s = time.perf_counter() - started
+    finally:
+        upscaler.settings = settings
     first_s, per_window_frame, per_flush_frame = _rates(clock, started, calibration_s, result.frames)
     first_frames = clock.marks[0][1] if clock.marks else result.frames
     estimated = None
