@@ -10,6 +10,7 @@ including the submodules the reference saves but never runs.
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import torch
@@ -103,10 +104,11 @@ def _lora_unet(in_channels: int, rank: int, names: list[str], gen: torch.Generat
     torch.manual_seed(int(torch.randint(0, 2**31, (1,), generator=gen)))
     unet = build_unet({**TINY_UNET, "in_channels": in_channels})
     enc, dec, oth = unet_lora_modules(unet)
-    for name, modules in zip(names, [enc, dec, oth] * (len(names) // 3), strict=True):
-        unet.add_adapter(
-            LoraConfig(r=rank, init_lora_weights="gaussian", target_modules=modules), adapter_name=name
-        )
+    with warnings.catch_warnings():  # peft warns that several adapters are added: intended
+        warnings.filterwarnings("ignore", message="Already found a `peft_config`")
+        for name, modules in zip(names, [enc, dec, oth] * (len(names) // 3), strict=True):
+            config = LoraConfig(r=rank, init_lora_weights="gaussian", target_modules=modules)
+            unet.add_adapter(config, adapter_name=name)
     _randomise_lora(unet, gen)
     return unet, (enc, dec, oth)
 

@@ -19,6 +19,7 @@ loaded, and merged into the base weights with peft's `merge_and_unload`. The res
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -169,7 +170,9 @@ def attach_adapters(model: nn.Module, ckpt: Mapping[str, Any], adapters: Sequenc
 
     configs = lora_configs(ckpt, adapters)
     names = list(configs)
-    tuner = LoraModel(model, configs, names[0])
+    with warnings.catch_warnings():  # diffusers models carry a `peft_config` attribute: harmless here
+        warnings.filterwarnings("ignore", message="Already found a `peft_config`")
+        tuner = LoraModel(model, configs, names[0])
     for name in names[1:]:
         tuner.inject_adapter(model, name)
     tuner.set_adapter(names)  # all active: their deltas add, as at the references' inference

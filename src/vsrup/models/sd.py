@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import pickle
 from collections.abc import Callable, Mapping
 from contextlib import nullcontext
 from fractions import Fraction
@@ -163,19 +164,18 @@ def read_tensors(path: Path) -> dict[str, torch.Tensor]:
 
 def load_pickle(path: Path) -> Any:
     """torch.load(weights_only=True); a file that needs arbitrary code is refused with a clear error."""
-    try:
-        return torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
-    except RuntimeError as exc:
-        if "zip" not in str(exc).lower():  # mmap needs the zip format; old pickles load without it
+    last: Exception | None = None
+    for mmap in (True, False):  # mmap keeps a 3.6 GB checkpoint out of RAM; it needs the zip format
+        try:
+            return torch.load(str(path), map_location="cpu", weights_only=True, mmap=mmap)
+        except pickle.UnpicklingError as exc:
             raise WeightsError(
-                f"{path}: cannot be loaded safely with torch.load(weights_only=True): {exc}"
+                f"{path}: refused: it cannot be loaded with torch.load(weights_only=True), "
+                f"which allows only tensors and plain containers ({exc})"
             ) from exc
-    try:
-        return torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as exc:  # pickle.UnpicklingError and friends
-        raise WeightsError(
-            f"{path}: cannot be loaded safely with torch.load(weights_only=True): {exc}"
-        ) from exc
+        except (RuntimeError, OSError, EOFError) as exc:
+            last = exc
+    raise WeightsError(f"{path}: not a readable torch checkpoint ({last})")
 
 
 def write_bundle(out_dir: Path, tensors: Mapping[str, torch.Tensor], config: Mapping[str, Any]) -> Path:
