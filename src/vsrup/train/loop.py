@@ -51,6 +51,10 @@ class TrainSettings:
     log_every: int = 10
     eval_every: int = 100
     threads: int = 1
+    cache_frames: int = 5  # frames per cached HR window (training windows are cut from these)
+    cache_crop: int = 160  # cached HR crop size
+    cache_windows: int = 40  # windows spread over each source, 3 crops each
+    init: str = ""  # start from these weights (.safetensors): every tensor whose shape matches
 
 
 def lr_at(step: int, s: TrainSettings) -> float:
@@ -95,6 +99,20 @@ def psnr_gain(model: TinyVSR, val_hr: torch.Tensor, scale: int) -> float:
     return psnr(out) - psnr(bic)
 
 
+def _load_matching(model: TinyVSR, path: Path) -> list[str]:
+    """Warm start: copy every tensor of `path` whose name and shape match (e.g. a ×4 model's
+    encoder, alignment and refiner into a ×2 model, whose output conv differs). Returns the names
+    left at their fresh initialisation."""
+    from safetensors.torch import load_file
+
+    if not path.is_file():
+        raise UsageError(f"--init weights not found: {path}")
+    source, own = load_file(str(path)), model.state_dict()
+    matched = {k: v for k, v in source.items() if k in own and own[k].shape == v.shape}
+    model.load_state_dict(matched, strict=False)
+    return sorted(set(own) - set(matched))
+
+
 def _save_checkpoint(run: Path, model: TinyVSR, opt: torch.optim.Optimizer, state: dict) -> None:
     save_tiny(model, run / "checkpoint.safetensors", {"state": state})
     torch.save(opt.state_dict(), run / "optimizer.tmp.pt")
@@ -116,8 +134,17 @@ def _progress(enabled: bool):
     )
 
 
-def train(settings: TrainSettings, resume: bool = False, progress: bool = True, command: str = "") -> dict:
-    """Train (or resume) a tiny model and write its weights to `settings.out`. Returns a summary."""
+def train(
+    settings: TrainSettings,
+    resume: bool = False,
+    progress: bool = True,
+    command: str = "",
+    stop_after: int | None = None,
+) -> dict:
+    """Train (or resume) a tiny model and write its weights to `settings.out`. Returns a summary.
+
+    `stop_after` ends the run early at that step with a checkpoint (as an interruption would),
+    without writing `out`; `resume=True` then continues it exactly."""
     s = settings
     if s.scale not in (2, 4) or s.crop % s.scale or s.frames < 1 or s.steps < 1:
         raise UsageError("need scale 2 or 4, crop divisible by scale, frames ≥ 1, steps ≥ 1")
@@ -125,14 +152,18 @@ def train(settings: TrainSettings, resume: bool = False, progress: bool = True, 
     run = Path(s.run_dir)
     run.mkdir(parents=True, exist_ok=True)
     sources = [Path(d) for d in s.data] or default_sources(DEFAULT_DATA)
-    cache = build_cache(sources, Path(s.cache_dir) if s.cache_dir else run / "cache", seed=s.seed)
-    val_hr = torch.from_numpy(
-        sample_windows(cache, np.random.default_rng([s.seed, 2**32 - 1]), 8, s.frames, 160)
-    )
-    val_hr = val_hr.permute(0, 1, 4, 2, 3).float()[..., : 160 // s.scale * s.scale, :] / 255
+    cache_dir = Path(s.cache_dir) if s.cache_dir else run / "cache"
+    cache = build_cache(sources, cache_dir, s.seed, s.cache_frames, s.cache_crop, s.cache_windows)
+    # Cache crops are 160 px by default; smaller caches (tests) give smaller monitor windows.
+    val_crop = min(160, cache.shape[2], cache.shape[3]) // s.scale * s.scale
+    val_rng = np.random.default_rng([s.seed, 2**32 - 1])
+    val_hr = torch.from_numpy(sample_windows(cache, val_rng, 8, s.frames, val_crop))
+    val_hr = val_hr.permute(0, 1, 4, 2, 3).float() / 255
 
     torch.manual_seed(s.seed)
     model = TinyVSR(TinyConfig(scale=s.scale, width=s.width, refiner_blocks=s.refiner_blocks))
+    if s.init:
+        _load_matching(model, Path(s.init))
     opt = torch.optim.Adam(model.parameters(), lr=s.lr, betas=(0.9, 0.99))
     step, elapsed = 0, 0.0
     if resume and (run / "state.json").is_file():
@@ -144,7 +175,6 @@ def train(settings: TrainSettings, resume: bool = False, progress: bool = True, 
         opt.load_state_dict(torch.load(run / "optimizer.pt", weights_only=True))
         step, elapsed = state["step"], state["elapsed_s"]
     model.train()
-    log = (run / "log.jsonl").open("a")
     start = time.perf_counter() - elapsed
     gain = float("nan")
     with _progress(progress) as bar:
@@ -165,18 +195,21 @@ def train(settings: TrainSettings, resume: bool = False, progress: bool = True, 
                 gain = psnr_gain(model, val_hr, s.scale)
                 model.train()
             if step % s.log_every == 0 or step == s.steps:
-                record = {"step": step, "loss": float(loss), **parts, "lr": lr_at(step - 1, s)}
+                record = {"step": step, "loss": loss.item(), **parts, "lr": lr_at(step - 1, s)}
                 record |= {
                     "val_gain_db": None if math.isnan(gain) else round(gain, 4),
                     "elapsed_s": round(time.perf_counter() - start, 1),
                 }
-                log.write(json.dumps(record) + "\n")
-                log.flush()
-            bar.update(task, completed=step, info=f"loss {float(loss):.4f}  val +{gain:.2f} dB")
+                with (run / "log.jsonl").open("a") as log:
+                    log.write(json.dumps(record) + "\n")
+            bar.update(task, completed=step, info=f"loss {loss.item():.4f}  val +{gain:.2f} dB")
             if step % s.ckpt_every == 0 or step == s.steps:
                 state = {"step": step, "elapsed_s": time.perf_counter() - start, "settings": asdict(s)}
                 _save_checkpoint(run, model, opt, state)
-    log.close()
+            if stop_after is not None and step >= stop_after:
+                state = {"step": step, "elapsed_s": time.perf_counter() - start, "settings": asdict(s)}
+                _save_checkpoint(run, model, opt, state)
+                return {"steps": step, "stopped": True}
     elapsed = time.perf_counter() - start
     training = {
         "command": command or "python -m vsrup.train " + " ".join(sys.argv[1:]),

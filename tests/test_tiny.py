@@ -1,0 +1,106 @@
+"""The tiny model: shapes, ranges, odd sizes, temporal behaviour, and the shipped weights."""
+
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from vsrup.errors import WeightsError
+from vsrup.models.tiny import TinyConfig, TinyVSR, load_tiny, save_tiny
+
+DATA = Path("/work/shared/data")
+
+
+def small_model(scale: int = 4, seed: int = 0) -> TinyVSR:
+    """A small random model whose learned residual is switched on (the real init starts at zero)."""
+    torch.manual_seed(seed)
+    model = TinyVSR(TinyConfig(scale=scale, width=8, refiner_blocks=1, offset_width=4)).eval()
+    torch.nn.init.normal_(model.to_pixels.weight, std=0.05)
+    torch.nn.init.normal_(model.align.offset.weight, std=0.05)
+    return model
+
+
+@pytest.mark.parametrize("scale", [2, 4])
+@pytest.mark.parametrize("size", [(7, 5), (16, 16), (1, 3)])
+def test_output_shape_and_range_for_odd_sizes(scale, size):
+    frames = torch.rand(3, 3, *size)
+    with torch.no_grad():
+        out = small_model(scale).upscale(frames)
+    assert out.shape == (3, 3, size[0] * scale, size[1] * scale)
+    assert out.min() >= 0 and out.max() <= 1
+
+
+def test_single_frame_window_equals_per_frame_inference():
+    model, frames = small_model(), torch.rand(4, 3, 9, 11)
+    with torch.no_grad():
+        alone = model.upscale(frames[2:3])
+        model.temporal = False
+        per_frame = model.upscale(frames)
+    assert alone.shape == (1, 3, 36, 44)
+    torch.testing.assert_close(alone, per_frame[2:3], rtol=0, atol=1e-6)
+
+
+def test_fresh_model_is_bicubic():
+    # The residual output conv starts at zero, so training starts from the bicubic skip exactly.
+    model = TinyVSR(TinyConfig(scale=4, width=8, refiner_blocks=1)).eval()
+    frames = torch.rand(2, 3, 10, 13)
+    with torch.no_grad():
+        out = model.upscale(frames)
+    bicubic = F.interpolate(frames, scale_factor=4, mode="bicubic", align_corners=False).clamp(0, 1)
+    torch.testing.assert_close(out, bicubic, rtol=0, atol=1e-5)
+
+
+def test_temporal_module_uses_only_adjacent_frames():
+    model, frames = small_model(), torch.rand(5, 3, 12, 12)
+    changed = frames.clone()
+    changed[0] = torch.rand(3, 12, 12)
+    with torch.no_grad():
+        a, b = model.upscale(frames), model.upscale(changed)
+        model.temporal = False
+        c = model.upscale(frames)
+    diff = (a - b).abs().flatten(1).amax(1)
+    assert diff[1] > 1e-4  # frame 1 sees its neighbour 0
+    assert diff[2:].max() == 0  # frames 2.. do not
+    assert (a[1:4] - c[1:4]).abs().max() > 1e-4  # temporal on and off differ where neighbours exist
+
+
+def test_batched_windows_do_not_leak_into_each_other():
+    model, windows = small_model(), torch.rand(2, 3, 3, 8, 10)
+    with torch.no_grad():
+        batched = model.upscale_windows(windows)
+        separate = torch.stack([model.upscale(w) for w in windows])
+    torch.testing.assert_close(batched, separate, rtol=0, atol=1e-6)
+
+
+def test_save_and_load_round_trip(tmp_path):
+    model = small_model()
+    save_tiny(model, tmp_path / "m.safetensors", {"training": {"seed": 3}})
+    loaded = load_tiny(tmp_path / "m.safetensors").eval()
+    x = torch.rand(2, 3, 6, 6)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.upscale(x), model.upscale(x), rtol=0, atol=0)
+
+
+def test_missing_weights_raise_weights_error(tmp_path):
+    with pytest.raises(WeightsError):
+        load_tiny(tmp_path / "absent.safetensors")
+
+
+@pytest.mark.skipif(not (DATA / "frames" / "reds_demo_lr").is_dir(), reason="shared data absent")
+@pytest.mark.parametrize("scale", [4, 2])
+def test_shipped_weights_beat_bicubic_on_held_out_frames(scale):
+    from vsrup.evaluate import load_hr, make_lr, psnr_y
+    from vsrup.models import load_model
+
+    try:
+        model = load_model("tiny", scale, torch.device("cpu"), torch.float32)
+    except WeightsError:
+        pytest.skip(f"tiny ×{scale} weights not shipped yet")
+    hr = load_hr(DATA / "frames" / "reds_demo_lr", frames=3, scale=scale)[..., 20:140, 60:220]
+    lr = make_lr(hr, scale, "bicubic")
+    with torch.no_grad():
+        out = model.upscale(lr)
+    bicubic = F.interpolate(lr, scale_factor=scale, mode="bicubic", align_corners=False).clamp(0, 1)
+    gain = psnr_y(out, hr, scale) - psnr_y(bicubic, hr, scale)
+    assert gain > 0.5

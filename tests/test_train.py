@@ -1,0 +1,170 @@
+"""Training pieces: degradations, the HR crop cache, and a resumable 3-step run."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file
+
+from vsrup.errors import UsageError
+from vsrup.train.data import build_cache, sample_windows
+from vsrup.train.degrade import Recipe, degrade, downscale, gaussian_kernel, h264, sample_params
+from vsrup.train.loop import TrainSettings, train
+
+
+def textured(t: int = 3, size: int = 32, seed: int = 0) -> torch.Tensor:
+    """A smooth-plus-detail HR window, so blur and compression visibly change it."""
+    g = torch.Generator().manual_seed(seed)
+    base = torch.rand(t, 3, size // 8, size // 8, generator=g)
+    smooth = torch.nn.functional.interpolate(base, size=(size, size), mode="bilinear")
+    return (0.7 * smooth + 0.3 * torch.rand(t, 3, size, size, generator=g)).clamp(0, 1)
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float(10 * torch.log10(1 / (a - b).pow(2).mean()))
+
+
+def test_degradation_is_deterministic_under_a_seed():
+    hr = textured()
+    recipe = Recipe(blur_sigma=(1.2, 0.8), noise_sigma=0.02, jpeg_quality=50)
+    a = degrade(hr, 4, recipe, np.random.default_rng(7), vary=True)
+    b = degrade(hr, 4, recipe, np.random.default_rng(7), vary=True)
+    c = degrade(hr, 4, recipe, np.random.default_rng(8), vary=True)
+    assert torch.equal(a, b)
+    assert not torch.equal(a, c)
+    assert sample_params(np.random.default_rng(3), 0) == sample_params(np.random.default_rng(3), 0)
+
+
+@pytest.mark.parametrize(
+    "recipe",
+    [
+        Recipe(blur_sigma=(2.0, 2.0)),
+        Recipe(noise_sigma=0.05),
+        Recipe(jpeg_quality=20),
+        Recipe(h264_crf=40),
+    ],
+)
+def test_each_degradation_moves_the_lr_away_from_clean_bicubic(recipe):
+    hr = textured(size=64)
+    clean = downscale(hr, 4)
+    lr = degrade(hr, 4, recipe, np.random.default_rng(0))
+    assert lr.shape == clean.shape
+    assert 15 < psnr(lr, clean) < 45
+
+
+def test_plain_recipe_is_exactly_bicubic_downscale():
+    hr = textured()
+    assert torch.equal(degrade(hr, 4, Recipe(), np.random.default_rng(0)), downscale(hr, 4))
+
+
+def test_frame_varying_windows_differ_per_frame_but_consistent_ones_do_not():
+    hr = textured(t=1).expand(3, -1, -1, -1).contiguous()  # a static window
+    recipe = Recipe(blur_sigma=(1.5, 1.0), jpeg_quality=60)
+    same = degrade(hr, 2, recipe, np.random.default_rng(1), vary=False)
+    varied = degrade(hr, 2, recipe, np.random.default_rng(1), vary=True)
+    assert torch.equal(same[0], same[2])
+    assert (varied[0] - varied[2]).abs().max() > 1 / 255
+
+
+def test_gaussian_kernel_is_normalised_and_centred():
+    k = gaussian_kernel((1.5, 0.7), 0.4)
+    assert k.shape[0] % 2 == 1
+    assert abs(float(k.sum()) - 1) < 1e-5
+    assert torch.allclose(k, k.flip(0).flip(1))  # point-symmetric about the centre
+
+
+def test_h264_round_trip_keeps_odd_sizes_and_content():
+    ramp = torch.linspace(0, 1, 19)[None, None, None, :] * torch.linspace(0.2, 1, 21)[None, None, :, None]
+    window = ramp.expand(4, 3, 21, 19)
+    frames = (window * 255).round().byte().permute(0, 2, 3, 1).numpy()
+    out = h264(frames, crf=20)
+    assert out.shape == frames.shape
+    error = np.abs(out.astype(int) - frames.astype(int)).mean()
+    assert 0 < error < 6  # lossy, but still the same picture
+
+
+def _frame_folder(path, n=6, size=40):
+    path.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        Image.fromarray(rng.integers(0, 256, (size, size + 4, 3), dtype=np.uint8)).save(path / f"{i:03d}.png")
+    return path
+
+
+def test_cache_refuses_held_out_clips(tmp_path):
+    with pytest.raises(UsageError, match="held out"):
+        build_cache([tmp_path / "bedroom.mp4"], tmp_path)
+
+
+def test_cache_is_built_once_and_windows_are_sampled_deterministically(tmp_path):
+    folder = _frame_folder(tmp_path / "clip")
+    cache = build_cache([folder], tmp_path / "c", length=3, crop=32, windows=4, per_window=2)
+    assert cache.shape == (8, 3, 32, 32, 3)
+    again = build_cache([folder], tmp_path / "c", length=3, crop=32, windows=4, per_window=2)
+    assert np.array_equal(np.asarray(again), cache)
+    a = sample_windows(cache, np.random.default_rng(5), 2, 2, 16)
+    b = sample_windows(cache, np.random.default_rng(5), 2, 2, 16)
+    assert a.shape == (2, 2, 16, 16, 3) and np.array_equal(a, b)
+
+
+def _settings(tmp_path, folder, run):
+    return TrainSettings(
+        out=str(tmp_path / run / "final.safetensors"),
+        steps=3,
+        batch=2,
+        frames=3,
+        crop=16,
+        data=[str(folder)],
+        run_dir=str(tmp_path / run),
+        cache_dir=str(tmp_path / "cache"),
+        width=8,
+        refiner_blocks=1,
+        ckpt_every=1,
+        log_every=1,
+        eval_every=1,
+        cache_frames=3,
+        cache_crop=32,
+        cache_windows=2,
+    )
+
+
+def test_interrupted_run_resumes_bit_identically(tmp_path):
+    folder = _frame_folder(tmp_path / "clip")
+    train(_settings(tmp_path, folder, "a"), progress=False)
+    stopped = _settings(tmp_path, folder, "b")
+    assert train(stopped, progress=False, stop_after=2)["stopped"]
+    assert json.loads((tmp_path / "b" / "state.json").read_text())["step"] == 2
+    train(stopped, resume=True, progress=False)
+    a = load_file(str(tmp_path / "a" / "final.safetensors"))
+    b = load_file(str(tmp_path / "b" / "final.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    log = [json.loads(line) for line in (tmp_path / "a" / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [1, 2, 3] and all(r["loss"] > 0 for r in log)
+    # The output conv starts at zero (bicubic); three steps of training must have moved it.
+    assert a["to_pixels.weight"].abs().max() > 0
+    meta = json.loads((tmp_path / "a" / "final.json").read_text())
+    assert meta["training"]["seed"] == 0 and meta["training"]["steps"] == 3
+
+
+def test_resume_with_other_settings_is_refused(tmp_path):
+    folder = _frame_folder(tmp_path / "clip")
+    s = _settings(tmp_path, folder, "a")
+    train(s, progress=False, stop_after=1)
+    s.lr = 1e-4
+    with pytest.raises(UsageError, match="other settings"):
+        train(s, resume=True, progress=False)
+
+
+def test_warm_start_copies_every_matching_tensor(tmp_path):
+    from vsrup.models.tiny import TinyConfig, TinyVSR, save_tiny
+    from vsrup.train.loop import _load_matching
+
+    x4 = TinyVSR(TinyConfig(scale=4, width=8, refiner_blocks=1))
+    torch.nn.init.normal_(x4.encoder[0].weight)
+    save_tiny(x4, tmp_path / "x4.safetensors")
+    x2 = TinyVSR(TinyConfig(scale=2, width=8, refiner_blocks=1))
+    fresh = _load_matching(x2, tmp_path / "x4.safetensors")
+    assert fresh == ["to_pixels.bias", "to_pixels.weight"]
+    assert torch.equal(x2.encoder[0].weight, x4.encoder[0].weight)
