@@ -10,8 +10,8 @@ import pytest
 from conftest import decode_all, make_clip, packet_bytes
 
 from vsrup.engine import Upscaler, UpscaleSettings
-from vsrup.errors import DeviceError, UsageError
-from vsrup.parallel import parse_devices, upscale_parallel
+from vsrup.errors import BatchError, DeviceError, UsageError
+from vsrup.parallel import parse_devices, upscale_devices, upscale_parallel
 from vsrup.progress import JsonReporter
 from vsrup.video import EncodeSettings
 
@@ -35,17 +35,18 @@ def test_two_cpu_workers_equal_a_single_run_with_one_progress_stream(tmp_path):
     whole = Upscaler(settings()).upscale_file(src, tmp_path / "whole.mkv").output
     events = io.StringIO()
     result = upscale_parallel(src, tmp_path / "par.mkv", settings(), ["cpu", "cpu"], JsonReporter(events))
-    assert result.frames == 20 and result.segments == 6  # 3 per worker, cut on the window grid
+    assert result.status == "done" and result.frames == 20
     whole_pts, whole_images = decode_all(whole)
-    par_pts, par_images = decode_all(result.output)
+    par_pts, par_images = decode_all(result.target)
     assert par_pts == whole_pts and len(par_pts) == 20
     assert all(np.array_equal(a, b) for a, b in zip(whole_images, par_images, strict=True))
-    assert packet_bytes(result.output, "audio") == packet_bytes(src, "audio") != []
+    assert packet_bytes(result.target, "audio") == packet_bytes(src, "audio") != []
     lines = [json.loads(line) for line in events.getvalue().splitlines()]
     done = [e["frames_done"] for e in lines if e["event"] == "progress"]
     assert lines[0] == {"event": "start", "file": "in.mp4", "frames_total": 20}
     assert done == sorted(done) and done[-1] == 20
     assert lines[-1]["event"] == "finish" and lines[-1]["frames_done"] == 20
+    assert len(done) >= 6  # 3 segments per worker, each reporting as it goes
     assert not list(tmp_path.glob(".*vsrup-segments*"))  # the scratch folder is gone
 
 
@@ -54,3 +55,20 @@ def test_a_worker_that_cannot_start_fails_the_run_with_its_error(tmp_path):
     with pytest.raises(DeviceError, match="cuda:7"):
         upscale_parallel(src, tmp_path / "out.mkv", settings(), ["cuda:7"])
     assert not (tmp_path / "out.mkv").exists()
+
+
+def test_a_batch_folder_shares_one_worker_pool_and_records_a_bad_file(tmp_path):
+    folder = tmp_path / "clips"
+    folder.mkdir()
+    make_clip(folder / "a.mp4", frames=9)
+    make_clip(folder / "b.mkv", frames=7, size=(48, 32))
+    (folder / "c.mp4").write_bytes(b"not a video")
+    with pytest.raises(BatchError, match="1 of 3"):
+        upscale_devices([folder, tmp_path / "out"], settings(), "cpu,cpu")
+    for name, frames in (("a.mp4", 9), ("b.mkv", 7)):
+        reference = Upscaler(settings()).upscale_file(folder / name, tmp_path / f"ref_{name}").output
+        ref_pts, ref_images = decode_all(reference)
+        out_pts, out_images = decode_all(tmp_path / "out" / name)
+        assert out_pts == ref_pts and len(out_pts) == frames
+        assert all(np.array_equal(a, b) for a, b in zip(ref_images, out_images, strict=True))
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.mp4", "b.mkv"]

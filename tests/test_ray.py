@@ -3,6 +3,8 @@ also when a worker process dies mid-task. Skipped where Ray is not installed."""
 
 from __future__ import annotations
 
+import io
+import json
 import shutil
 
 import numpy as np
@@ -12,6 +14,7 @@ from conftest import decode_all, make_clip, packet_bytes
 from vsrup import cluster
 from vsrup.engine import Upscaler, UpscaleSettings
 from vsrup.errors import BatchError
+from vsrup.progress import JsonReporter
 from vsrup.video import EncodeSettings
 
 ray = pytest.importorskip("ray")
@@ -44,12 +47,18 @@ def test_a_clip_on_ray_equals_one_run_even_when_a_worker_dies(tmp_path, monkeypa
     whole = Upscaler(settings()).upscale_file(src, tmp_path / "whole.mkv").output
     marker = tmp_path / "crashed"
     monkeypatch.setenv(cluster.CRASH_ONCE_ENV, str(marker))  # the first task kills its actor
-    [outcome] = cluster.upscale_ray([src, tmp_path / "ray.mkv"], settings())
+    events = io.StringIO()
+    [outcome] = cluster.upscale_ray([src, tmp_path / "ray.mkv"], settings(), JsonReporter(events))
     assert marker.exists()  # a worker did die, and its task was retried on the restarted actor
     assert outcome.status == "done" and outcome.frames == 20
     assert_same_video(whole, tmp_path / "ray.mkv", 20)
     assert packet_bytes(tmp_path / "ray.mkv", "audio") == packet_bytes(src, "audio") != []
-    assert not list(tmp_path.glob(".vsrup-ray-*"))
+    assert not list(tmp_path.glob(".*vsrup-segments*"))
+    # One progress stream: never past the total, though the retried task reported again.
+    done = [
+        e["frames_done"] for e in map(json.loads, events.getvalue().splitlines()) if e["event"] == "progress"
+    ]
+    assert done == sorted(done) and done[-1] == 20 and len(done) >= 3
 
 
 def test_a_batch_folder_on_ray_equals_single_runs_and_records_a_bad_file(tmp_path):

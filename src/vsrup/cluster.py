@@ -14,10 +14,9 @@ Without ADDRESS a local Ray is started (`ray.init(num_cpus=2)`).
 from __future__ import annotations
 
 import os
-import shutil
 import tempfile
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 
 from vsrup import segments
@@ -29,6 +28,7 @@ RETRIES = 3  # restarts of a dead actor, and retries of the task it was running
 # Testing hook: an actor whose first task finds this variable set to a path that does not exist
 # yet creates it and kills its own process, to prove that a lost worker is retried.
 CRASH_ONCE_ENV = "VSRUP_TEST_CRASH_ONCE"
+_POLL_S = 0.2
 
 
 def import_ray():
@@ -51,22 +51,10 @@ def connect(address: str | None = None):
     return ray
 
 
-@dataclass
-class _FileWork:
-    """One input file's share of the run: its segments and where their bytes land."""
-
-    job: object  # batch.Job
-    info: object  # video.VideoInfo
-    ranges: list
-    scratch: Path
-    done: dict = field(default_factory=dict)  # segment index → segment path
-    error: VsrupError | None = None
-
-
 class SegmentWorker:
     """A Ray actor: one device, the model loaded once, segments upscaled on request."""
 
-    def __init__(self, settings, device: str, threads: int | None) -> None:
+    def __init__(self, settings, device: str, threads: int | None, progress=None) -> None:
         import torch
 
         from vsrup.engine import Upscaler
@@ -80,22 +68,26 @@ class SegmentWorker:
             self.error = exc
         self.folder = Path(tempfile.mkdtemp(prefix="vsrup-ray-"))
         self.inputs: dict[str, Path] = {}
+        self.progress = progress
 
-    def run(self, key: str, name: str, source_ref: list, first: int, stop: int) -> tuple[int, bytes]:
-        """Upscale frames [first, stop) of the input `key` into a segment; return its frame count and
-        bytes. `source_ref` is a one-item list so Ray fetches the input bytes only when not cached."""
+    def run(self, task: tuple, source_ref: list, first: int, stop: int, encode) -> tuple[int, bytes]:
+        """Upscale frames [first, stop) of the input of `task` (file, segment) into a segment; return
+        its frame count and bytes. `source_ref` is a one-item list so that Ray fetches the input's
+        bytes only when this actor has not cached them yet."""
         _maybe_crash()
+        key = str(task[0])
         if key not in self.inputs:
             import ray
 
-            path = self.folder / f"{len(self.inputs)}-{name}"
+            path = self.folder / f"input{key}"
             path.write_bytes(ray.get(source_ref[0]))
             self.inputs[key] = path
         target = self.folder / f"segment{segments.SEGMENT_EXT}"
+        self.upscaler.settings.encode = encode
+        reporter = _RayReporter(self.progress, task)
         try:
-            result = self.upscaler.upscale_file(
-                self.inputs[key], target, None, segments.FrameRange(first, stop)
-            )
+            span = segments.FrameRange(first, stop)
+            result = self.upscaler.upscale_file(self.inputs[key], target, reporter, span)
             return result.frames, target.read_bytes()
         finally:
             target.unlink(missing_ok=True)
@@ -103,6 +95,18 @@ class SegmentWorker:
     def ping(self) -> VsrupError | None:
         """The error that stopped this worker from loading its model, if any."""
         return self.error
+
+
+class _RayReporter(Reporter):
+    """Sends a worker's progress, tagged with its task, to the driver through a Ray queue."""
+
+    def __init__(self, progress, task: tuple) -> None:
+        super().__init__()
+        self.progress, self.task = progress, task
+
+    def advance(self, frames: int, stage: str = "upscale") -> None:
+        if self.progress is not None and frames:
+            self.progress.put_nowait((self.task, frames))
 
 
 def _maybe_crash() -> None:
@@ -122,46 +126,32 @@ def upscale_ray(
     per_worker: int = 3,
 ) -> list:
     """The `upscale --ray` command: like `batch.upscale_paths`, with the work spread over Ray."""
-    from vsrup import batch
+    from vsrup.parallel import conclude, discard, finish_file, plan_files
 
     reporter = reporter or Reporter()
-    if settings.start or settings.end:
-        raise UsageError("--start/--end make one segment; they cannot be combined with --ray")
     jobs, single = batch_jobs(paths, suffix)
+    if settings.start or settings.end:
+        raise UsageError("--start/--end make one segment; they cannot be combined with --devices or --ray")
     ray = connect(address)
-    actors = start_actors(ray, settings)
-    outcomes, works = [], []
-    for job in jobs:
-        if skip_existing and job.target.exists():
-            outcomes.append(batch.Outcome(job.source, job.target, "skipped", error="output exists"))
-            continue
-        try:
-            works.append(_prepare(job, settings, len(actors) * per_worker))
-        except VsrupError as exc:
-            if single:
-                raise
-            outcomes.append(
-                batch.Outcome(job.source, job.target, "failed", error=str(exc), exit_code=exc.exit_code)
-            )
-    started = time.perf_counter()
-    total = sum(w.ranges[-1].stop for w in works)
-    reporter.start(jobs[0].source.name if single else f"{len(works)} files", total)
+    from ray.util.queue import Queue
+
+    progress = Queue(actor_options={"num_cpus": 0})  # must not take a CPU a worker needs
+    actors = start_actors(ray, settings, progress)
     try:
-        _run(ray, actors, works, settings, reporter)
-        outcomes += [_finish(work, started) for work in works]
+        outcomes, works = plan_files(jobs, settings, len(actors) * per_worker, single, skip_existing)
+        reporter.start(jobs[0].source.name if single else f"{len(works)} files", sum(w.frames for w in works))
+        started = time.perf_counter()
+        try:
+            _run(ray, actors, works, settings, reporter, progress)
+        except BaseException:
+            discard(works)
+            raise
     finally:
-        for work in works:
-            shutil.rmtree(work.scratch, ignore_errors=True)
         for actor in actors:
             ray.kill(actor)
-    reporter.finish("done", seconds=round(time.perf_counter() - started, 3))
-    if single:
-        if outcomes[0].status == "failed":
-            raise works[0].error
-        return outcomes
-    batch.report_summary(outcomes, reporter)
-    batch.raise_if_failed(outcomes)
-    return outcomes
+        progress.shutdown()
+    outcomes += [finish_file(work) for work in works]
+    return conclude(outcomes, single, reporter, started)
 
 
 def batch_jobs(paths: list[Path], suffix: str):
@@ -178,7 +168,7 @@ def batch_jobs(paths: list[Path], suffix: str):
     return batch.plan_jobs(inputs, output, suffix), False
 
 
-def start_actors(ray, settings) -> list:
+def start_actors(ray, settings, progress=None) -> list:
     """One actor per GPU of the cluster, else one per CPU (each with one torch thread)."""
     resources = ray.cluster_resources()
     gpus, cpus = int(resources.get("GPU", 0)), int(resources.get("CPU", 1))
@@ -188,10 +178,10 @@ def start_actors(ray, settings) -> list:
     remote = ray.remote(SegmentWorker)
     if gpus:
         make = remote.options(num_gpus=1, num_cpus=1, **options)
-        actors = [make.remote(settings, "cuda", None) for _ in range(gpus)]
+        actors = [make.remote(settings, "cuda", None, progress) for _ in range(gpus)]
     else:
         make = remote.options(num_cpus=1, **options)
-        actors = [make.remote(settings, "cpu", 1) for _ in range(max(1, cpus))]
+        actors = [make.remote(settings, "cpu", 1, progress) for _ in range(max(1, cpus))]
     # Fail early and once for what every worker would hit (unknown model, missing weights).
     errors = [e for e in ray.get([a.ping.remote() for a in actors]) if e is not None]
     if errors:
@@ -201,70 +191,65 @@ def start_actors(ray, settings) -> list:
     return actors
 
 
-def _prepare(job, settings, parts: int) -> _FileWork:
-    from vsrup.engine import check_output
-    from vsrup.parallel import plan_for
-    from vsrup.video import choose_codec, probe
-
-    check_output(job.source, job.target, settings.overwrite)
-    choose_codec(job.target, settings.encode)
-    info = probe(job.source)
-    frames = len(segments.video_pts(job.source))
-    scratch = Path(tempfile.mkdtemp(prefix=".vsrup-ray-", dir=job.target.parent))
-    return _FileWork(job, info, plan_for(frames, settings, parts), scratch)
-
-
-def _run(ray, actors: list, works: list[_FileWork], settings, reporter: Reporter) -> None:
+def _run(ray, actors: list, works: list, settings, reporter: Reporter, progress) -> None:
     """Hand segments to idle actors until all are done; each file ships to the cluster once."""
-    tasks = []
+    from vsrup.parallel import segment_settings
+
+    tasks, refs, encodes = [], {}, {}
     for w_index, work in enumerate(works):
-        ref = ray.put(work.job.source.read_bytes())
-        key = f"{w_index}:{work.job.source}"
-        tasks += [(w_index, s_index, key, ref) for s_index in range(len(work.ranges))]
+        refs[w_index] = ray.put(work.job.source.read_bytes())
+        encodes[w_index] = segment_settings(settings, work.job.target).encode
+        tasks += [(w_index, s_index) for s_index in range(len(work.ranges))]
     tasks.reverse()  # pop() from the end: files and segments in order
+    meter = _Meter(works, reporter)
     idle, running = list(actors), {}
     while tasks or running:
         while tasks and idle:
-            w_index, s_index, key, ref = tasks.pop()
-            work, actor = works[w_index], idle.pop()
-            span = work.ranges[s_index]
-            future = actor.run.remote(key, work.job.source.name, [ref], span.start, span.stop)
-            running[future] = (actor, w_index, s_index)
-        ready, _ = ray.wait(list(running), num_returns=1)
-        actor, w_index, s_index = running.pop(ready[0])
+            task, actor = tasks.pop(), idle.pop()
+            span = works[task[0]].ranges[task[1]]
+            future = actor.run.remote(task, [refs[task[0]]], span.start, span.stop, encodes[task[0]])
+            running[future] = (actor, task)
+        ready, _ = ray.wait(list(running), num_returns=1, timeout=_POLL_S)
+        meter.drain(progress)
+        if not ready:
+            continue
+        actor, task = running.pop(ready[0])
         idle.append(actor)
-        work = works[w_index]
+        work = works[task[0]]
         try:
             frames, data = ray.get(ready[0])
         except Exception as exc:  # noqa: BLE001 - the file fails; the others go on
             work.error = work.error or _as_vsrup_error(exc)
-            tasks = [t for t in tasks if t[0] != w_index]  # its other segments are pointless now
+            tasks = [t for t in tasks if t[0] != task[0]]  # its other segments are pointless now
             continue
-        path = work.scratch / f"{s_index:05d}{segments.SEGMENT_EXT}"
-        path.write_bytes(data)
-        work.done[s_index] = path
-        reporter.advance(frames)
+        work.segment_path(task[1]).write_bytes(data)
+        meter.complete(task, frames)
 
 
-def _finish(work: _FileWork, started: float):
-    """Join a file's segments into its output (atomically), or record why it failed."""
-    from vsrup import batch
-    from vsrup.engine import atomic_output
+class _Meter:
+    """Turns per-task progress events into reporter advances, never counting a frame twice (a task
+    retried after its worker died reports its frames again)."""
 
-    job = work.job
-    if work.error is None:
-        try:
-            with atomic_output(job.target) as partial:
-                paths = [work.done[i] for i in range(len(work.ranges))]
-                frames = segments.concat_segments(paths, work.info, partial)
-            return batch.Outcome(
-                job.source, job.target, "done", frames=frames, seconds=time.perf_counter() - started
-            )
-        except VsrupError as exc:
-            work.error = exc
-    return batch.Outcome(
-        job.source, job.target, "failed", error=str(work.error), exit_code=work.error.exit_code
-    )
+    def __init__(self, works: list, reporter: Reporter) -> None:
+        self.reporter = reporter
+        self.limit = {
+            (w, s): r.stop - r.start for w, work in enumerate(works) for s, r in enumerate(work.ranges)
+        }
+        self.counted = dict.fromkeys(self.limit, 0)
+
+    def add(self, task: tuple, frames: int) -> None:
+        step = min(frames, self.limit[task] - self.counted[task])
+        if step > 0:
+            self.counted[task] += step
+            self.reporter.advance(step)
+
+    def drain(self, progress) -> None:
+        while not progress.empty():
+            task, frames = progress.get_nowait()
+            self.add(tuple(task), frames)
+
+    def complete(self, task: tuple, frames: int) -> None:
+        self.add(task, frames)  # whatever the queue has not delivered yet
 
 
 def _as_vsrup_error(exc: Exception) -> VsrupError:
@@ -274,6 +259,5 @@ def _as_vsrup_error(exc: Exception) -> VsrupError:
         return cause
     if isinstance(exc, VsrupError):
         return exc
-    return VsrupError(
-        f"Ray task failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-    )
+    first_line = str(exc).splitlines()[0] if str(exc) else ""
+    return VsrupError(f"Ray task failed: {type(exc).__name__}: {first_line}")

@@ -1,10 +1,13 @@
-"""Segment-parallel upscaling of one video on several devices of one machine (`--devices`).
+"""Segment-parallel upscaling on several devices of one machine (`--devices`).
 
-The video is cut into a few segments per device (`segments.plan_segments`); one worker process per
-device loads the model once and takes segments from a shared queue as it frees up, so a fast GPU
-simply does more of them. Workers send their progress to the parent, which drives the one reporter
-(one bar, one JSON stream). The segment files are then joined by packet copy and the input's audio
-and subtitles muxed once (`segments.concat_segments`), so the result equals a single-device run.
+Every input video is cut into a few segments per device (`segments.plan_segments`); one worker
+process per device loads the model once and takes segments — of every file of a batch — from a
+shared queue as it frees up, so a fast GPU simply does more of them. Workers send their progress
+to the parent, which drives the one reporter (one bar, one JSON stream). Each file's segments are
+then joined by packet copy with the input's audio and subtitles muxed once
+(`segments.concat_segments`), so the result equals a single-device run.
+
+`prepare_file` and `finish_file` (plan a file, join its segments) serve the Ray runner too.
 """
 
 from __future__ import annotations
@@ -14,8 +17,9 @@ import multiprocessing as mp
 import os
 import queue
 import shutil
+import tempfile
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from vsrup import segments
@@ -46,50 +50,22 @@ def parse_devices(spec: str) -> list[str]:
 
 
 @dataclass
-class ParallelResult:
-    output: Path
-    frames: int
-    seconds: float
-    segments: int
+class FileWork:
+    """One input file's share of a parallel run: its segments, their files, and its failure."""
 
+    job: object  # batch.Job
+    info: object  # video.VideoInfo
+    ranges: list[segments.FrameRange]
+    scratch: Path  # hidden folder beside the output for the segment files
+    error: VsrupError | None = None
+    started: float = field(default_factory=time.perf_counter)
 
-def upscale_parallel(
-    source: Path,
-    target: Path,
-    settings,
-    devices: list[str],
-    reporter: Reporter | None = None,
-    per_worker: int = SEGMENTS_PER_WORKER,
-) -> ParallelResult:
-    """Upscale `source` into `target` with one worker process per device; same output as one run."""
-    from vsrup.engine import atomic_output, check_output
-    from vsrup.video import choose_codec, probe
+    @property
+    def frames(self) -> int:
+        return self.ranges[-1].stop
 
-    reporter = reporter or Reporter()
-    source, target = Path(source), Path(target)
-    if settings.start or settings.end:
-        raise UsageError("--start/--end make one segment; they cannot be combined with --devices")
-    check_output(source, target, settings.overwrite)
-    choose_codec(target, settings.encode)
-    info = probe(source)
-    frames = len(segments.video_pts(source))
-    ranges = plan_for(frames, settings, len(devices) * per_worker)
-    started = time.perf_counter()
-    reporter.start(source.name, frames)
-    work = scratch_folder(target)
-    try:
-        paths = [work / f"{i:05d}{segments.SEGMENT_EXT}" for i in range(len(ranges))]
-        worker_settings = replace(
-            settings, encode=segments.segment_codec(target, settings.encode), overwrite=True
-        )
-        run_workers(source, worker_settings, devices, list(zip(ranges, paths, strict=True)), reporter)
-        with atomic_output(target) as partial:
-            written = segments.concat_segments(paths, info, partial)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    seconds = time.perf_counter() - started
-    reporter.finish("done", output=str(target), seconds=round(seconds, 3), segments=len(ranges))
-    return ParallelResult(target, written, seconds, len(ranges))
+    def segment_path(self, index: int) -> Path:
+        return self.scratch / f"{index:05d}{segments.SEGMENT_EXT}"
 
 
 def plan_for(frames: int, settings, parts: int) -> list[segments.FrameRange]:
@@ -101,27 +77,154 @@ def plan_for(frames: int, settings, parts: int) -> list[segments.FrameRange]:
     return segments.plan_segments(frames, parts, 1, 0)
 
 
-def scratch_folder(target: Path) -> Path:
-    """A hidden folder beside the output for segment files (batch runs never take it as input)."""
-    work = target.with_name(f".{target.stem}.vsrup-segments")
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
-    return work
+def prepare_file(job, settings, parts: int) -> FileWork:
+    """Check the output, count the frames and plan the segments of one file (before any work)."""
+    from vsrup.engine import check_output
+    from vsrup.video import choose_codec, probe
+
+    if settings.start or settings.end:
+        raise UsageError("--start/--end make one segment; they cannot be combined with --devices or --ray")
+    check_output(job.source, job.target, settings.overwrite)
+    choose_codec(job.target, settings.encode)
+    info = probe(job.source)
+    frames = len(segments.video_pts(job.source))
+    scratch = Path(tempfile.mkdtemp(prefix=f".{job.target.stem}.vsrup-segments-", dir=job.target.parent))
+    return FileWork(job, info, plan_for(frames, settings, parts), scratch)
 
 
-def run_workers(source: Path, settings, devices: list[str], tasks: list, reporter: Reporter) -> None:
-    """Run every (FrameRange, path) task on a pool of per-device processes; raise the first error."""
+def segment_settings(settings, target: Path):
+    """Worker settings: the final output's codec named explicitly (segment files are .nut)."""
+    return replace(settings, encode=segments.segment_codec(target, settings.encode), overwrite=True)
+
+
+def finish_file(work: FileWork):
+    """Join a file's segments into its output (atomically) and drop them; or record its failure."""
+    from vsrup import batch
+    from vsrup.engine import atomic_output
+
+    job = work.job
+    try:
+        if work.error is None:
+            with atomic_output(job.target) as partial:
+                paths = [work.segment_path(i) for i in range(len(work.ranges))]
+                frames = segments.concat_segments(paths, work.info, partial)
+            seconds = time.perf_counter() - work.started
+            return batch.Outcome(job.source, job.target, "done", frames=frames, seconds=seconds)
+    except VsrupError as exc:
+        work.error = exc
+    finally:
+        shutil.rmtree(work.scratch, ignore_errors=True)
+    return batch.Outcome(
+        job.source, job.target, "failed", error=str(work.error), exit_code=work.error.exit_code
+    )
+
+
+def upscale_devices(
+    paths: list[Path],
+    settings,
+    devices: str | list[str],
+    reporter: Reporter | None = None,
+    suffix: str = "",
+    skip_existing: bool = False,
+    per_worker: int = SEGMENTS_PER_WORKER,
+) -> list:
+    """The `upscale --devices` command: like `batch.upscale_paths`, spread over the devices."""
+    from vsrup.cluster import batch_jobs
+
+    reporter = reporter or Reporter()
+    names = parse_devices(devices) if isinstance(devices, str) else devices
+    jobs, single = batch_jobs(paths, suffix)
+    outcomes, works = plan_files(jobs, settings, len(names) * per_worker, single, skip_existing)
+    reporter.start(jobs[0].source.name if single else f"{len(works)} files", sum(w.frames for w in works))
+    started = time.perf_counter()
+    try:
+        if works:
+            run_workers(settings, names, works, reporter)
+    except BaseException:
+        discard(works)
+        raise
+    outcomes += [finish_file(work) for work in works]
+    return conclude(outcomes, single, reporter, started)
+
+
+def discard(works: list[FileWork]) -> None:
+    """Remove the segment files of an interrupted run (no output was written)."""
+    for work in works:
+        shutil.rmtree(work.scratch, ignore_errors=True)
+
+
+def plan_files(jobs, settings, parts: int, single: bool, skip_existing: bool):
+    """(outcomes so far, works): skipped and unplannable files become outcomes at once."""
+    from vsrup import batch
+
+    outcomes, works = [], []
+    for job in jobs:
+        if skip_existing and job.target.exists():
+            outcomes.append(batch.Outcome(job.source, job.target, "skipped", error="output exists"))
+            continue
+        try:
+            works.append(prepare_file(job, settings, parts))
+        except VsrupError as exc:
+            if single:
+                raise
+            outcomes.append(
+                batch.Outcome(job.source, job.target, "failed", error=str(exc), exit_code=exc.exit_code)
+            )
+    return outcomes, works
+
+
+def conclude(outcomes: list, single: bool, reporter: Reporter, started: float) -> list:
+    """Finish the report; one file raises its own error, a batch prints a summary (and fails)."""
+    from vsrup import batch
+
+    seconds = round(time.perf_counter() - started, 3)
+    if single:
+        [outcome] = outcomes
+        if outcome.status == "failed":
+            reporter.finish("failed", seconds=seconds)
+            raise _rebuild_error(outcome.exit_code, outcome.error)
+        reporter.finish(outcome.status, output=str(outcome.target), seconds=seconds)
+        return outcomes
+    reporter.finish("done", seconds=seconds)
+    batch.report_summary(outcomes, reporter)
+    batch.raise_if_failed(outcomes)
+    return outcomes
+
+
+def upscale_parallel(source: Path, target: Path, settings, devices: list[str], reporter=None):
+    """One file on several devices; returns its `batch.Outcome`."""
+    [outcome] = upscale_devices([Path(source), Path(target)], settings, devices, reporter)
+    return outcome
+
+
+def run_workers(settings, devices: list[str], works: list[FileWork], reporter: Reporter) -> None:
+    """Run every segment of `works` on a pool of per-device processes, fed by one queue. A failed
+    segment marks its file failed; a worker that cannot start or dies fails the run."""
     ctx = mp.get_context("spawn")  # CUDA cannot be used in forked children
     task_q, event_q = ctx.Queue(), ctx.Queue()
-    for index, (span, path) in enumerate(tasks):
-        task_q.put((index, span.start, span.stop, str(path)))
+    tasks = []
+    for w_index, work in enumerate(works):
+        encode = segment_settings(settings, work.job.target).encode
+        for s_index, span in enumerate(work.ranges):
+            tasks.append(
+                (
+                    w_index,
+                    str(work.job.source),
+                    span.start,
+                    span.stop,
+                    str(work.segment_path(s_index)),
+                    encode,
+                )
+            )
+    for task in tasks:
+        task_q.put(task)
     for _ in devices:
         task_q.put(None)
     cpu_threads = max(1, (os.cpu_count() or 1) // max(1, sum(d == "cpu" for d in devices)))
     workers = [
         ctx.Process(
             target=_worker,
-            args=(device, settings, str(source), task_q, event_q, cpu_threads),
+            args=(device, replace(settings, overwrite=True), task_q, event_q, cpu_threads),
             name=f"vsrup-{device}",
             daemon=True,
         )
@@ -130,7 +233,7 @@ def run_workers(source: Path, settings, devices: list[str], tasks: list, reporte
     for worker in workers:
         worker.start()
     try:
-        _collect(workers, event_q, len(tasks), reporter)
+        _collect(workers, event_q, works, len(tasks), reporter)
     finally:
         for worker in workers:
             if worker.is_alive():
@@ -138,7 +241,7 @@ def run_workers(source: Path, settings, devices: list[str], tasks: list, reporte
             worker.join(timeout=10)
 
 
-def _collect(workers, event_q, total: int, reporter: Reporter) -> None:
+def _collect(workers, event_q, works: list[FileWork], total: int, reporter: Reporter) -> None:
     """Forward worker events to the reporter until every task is done."""
     done = 0
     while done < total:
@@ -157,7 +260,11 @@ def _collect(workers, event_q, total: int, reporter: Reporter) -> None:
             reporter.message(event[1])
         elif kind == "done":
             done += 1
-        elif kind == "failed":
+        elif kind == "failed":  # one segment: its file fails, the rest goes on
+            done += 1
+            work = works[event[1]]
+            work.error = work.error or _rebuild(event[2], event[3])
+        elif kind == "fatal":  # a worker could not load its model: every worker would fail alike
             raise _rebuild(event[1], event[2])
 
 
@@ -168,6 +275,15 @@ def _rebuild(name: str, message: str) -> VsrupError:
     kind = getattr(errors, name, None)
     if isinstance(kind, type) and issubclass(kind, VsrupError):
         return kind(message)
+    return VsrupError(message)
+
+
+def _rebuild_error(exit_code: int, message: str) -> VsrupError:
+    from vsrup import errors
+
+    for kind in vars(errors).values():
+        if isinstance(kind, type) and issubclass(kind, VsrupError) and kind.exit_code == exit_code:
+            return kind(message)
     return VsrupError(message)
 
 
@@ -186,7 +302,7 @@ class _QueueReporter(Reporter):
         self.events.put(("message", text))
 
 
-def _worker(device: str, settings, source: str, task_q, event_q, cpu_threads: int) -> None:
+def _worker(device: str, settings, task_q, event_q, cpu_threads: int) -> None:
     """One device: load the model once, then upscale segments until the queue says stop."""
     import torch
 
@@ -196,50 +312,30 @@ def _worker(device: str, settings, source: str, task_q, event_q, cpu_threads: in
         torch.set_num_threads(cpu_threads)  # CPU workers share the cores instead of fighting
     try:
         upscaler = Upscaler(replace(settings, device=device))
-        reporter = _QueueReporter(event_q)
-        while (task := task_q.get()) is not None:
-            index, first, stop, path = task
-            upscaler.upscale_file(Path(source), Path(path), reporter, segments.FrameRange(first, stop))
-            event_q.put(("done", index))
-    except VsrupError as exc:
-        event_q.put(("failed", type(exc).__name__, f"{device}: {exc}"))
     except Exception as exc:  # noqa: BLE001 - reported in the parent, which exits cleanly
-        event_q.put(("failed", "VsrupError", f"{device}: internal error: {type(exc).__name__}: {exc}"))
+        event_q.put(("fatal", *_describe(exc, device)))
+        _drain(event_q)
+        return
+    reporter = _QueueReporter(event_q)
+    while (task := task_q.get()) is not None:
+        w_index, source, first, stop, path, encode = task
+        upscaler.settings.encode = encode
+        try:
+            upscaler.upscale_file(Path(source), Path(path), reporter, segments.FrameRange(first, stop))
+            event_q.put(("done", w_index))
+        except Exception as exc:  # noqa: BLE001 - this file fails, the next may be fine
+            event_q.put(("failed", w_index, *_describe(exc, device)))
+    _drain(event_q)
+
+
+def _describe(exc: BaseException, device: str) -> tuple[str, str]:
+    if isinstance(exc, VsrupError):
+        return type(exc).__name__, f"{device}: {exc}"
+    return "VsrupError", f"{device}: internal error: {type(exc).__name__}: {exc}"
+
+
+def _drain(event_q) -> None:
+    """Make sure every event reached the parent before this process exits."""
     with contextlib.suppress(Exception):
         event_q.close()
         event_q.join_thread()
-
-
-def upscale_devices(
-    paths: list[Path],
-    settings,
-    devices: str,
-    reporter: Reporter | None = None,
-    suffix: str = "",
-    skip_existing: bool = False,
-) -> list:
-    """The `upscale --devices` command: each input file in turn, split over the devices."""
-    from vsrup import batch
-    from vsrup.cluster import batch_jobs
-
-    reporter = reporter or Reporter()
-    names = parse_devices(devices)
-    jobs, single = batch_jobs(paths, suffix)
-    if single:
-        result = upscale_parallel(jobs[0].source, jobs[0].target, settings, names, reporter)
-        return [batch.Outcome(jobs[0].source, jobs[0].target, "done", result.frames, result.seconds)]
-    outcomes = []
-    for job in jobs:
-        if skip_existing and job.target.exists():
-            outcomes.append(batch.Outcome(job.source, job.target, "skipped", error="output exists"))
-            continue
-        try:
-            result = upscale_parallel(job.source, job.target, settings, names, reporter)
-            outcomes.append(batch.Outcome(job.source, job.target, "done", result.frames, result.seconds))
-        except VsrupError as exc:
-            outcomes.append(
-                batch.Outcome(job.source, job.target, "failed", error=str(exc), exit_code=exc.exit_code)
-            )
-    batch.report_summary(outcomes, reporter)
-    batch.raise_if_failed(outcomes)
-    return outcomes
