@@ -12,21 +12,22 @@ from vsrup.models.tiny import TinyConfig, TinyVSR, load_tiny, save_tiny
 DATA = Path("/work/shared/data")
 
 
-def small_model(scale: int = 4, seed: int = 0) -> TinyVSR:
+def small_model(scale: int = 4, seed: int = 0, stride: int = 1) -> TinyVSR:
     """A small random model whose learned residual is switched on (the real init starts at zero)."""
     torch.manual_seed(seed)
-    model = TinyVSR(TinyConfig(scale=scale, width=8, refiner_blocks=1, offset_width=4)).eval()
+    config = TinyConfig(scale=scale, width=8, refiner_blocks=1, offset_width=4, latent_stride=stride)
+    model = TinyVSR(config).eval()
     torch.nn.init.normal_(model.to_pixels.weight, std=0.05)
     torch.nn.init.normal_(model.align.offset.weight, std=0.05)
     return model
 
 
-@pytest.mark.parametrize("scale", [2, 4])
+@pytest.mark.parametrize(("scale", "stride"), [(2, 1), (2, 2), (4, 1)])
 @pytest.mark.parametrize("size", [(7, 5), (16, 16), (1, 3)])
-def test_output_shape_and_range_for_odd_sizes(scale, size):
+def test_output_shape_and_range_for_odd_sizes(scale, stride, size):
     frames = torch.rand(3, 3, *size)
     with torch.no_grad():
-        out = small_model(scale).upscale(frames)
+        out = small_model(scale, stride=stride).upscale(frames)
     assert out.shape == (3, 3, size[0] * scale, size[1] * scale)
     assert out.min() >= 0 and out.max() <= 1
 
@@ -41,13 +42,15 @@ def test_single_frame_window_equals_per_frame_inference():
     torch.testing.assert_close(alone, per_frame[2:3], rtol=0, atol=1e-6)
 
 
-def test_fresh_model_is_bicubic():
-    # The residual output conv starts at zero, so training starts from the bicubic skip exactly.
-    model = TinyVSR(TinyConfig(scale=4, width=8, refiner_blocks=1)).eval()
-    frames = torch.rand(2, 3, 10, 13)
+@pytest.mark.parametrize(("scale", "stride"), [(4, 1), (2, 2)])
+def test_fresh_model_is_bicubic(scale, stride):
+    # The residual output conv starts at zero, so training starts from the bicubic skip exactly
+    # (with a strided latent too: the LR image rides along losslessly as space-to-depth channels).
+    model = TinyVSR(TinyConfig(scale=scale, width=8, refiner_blocks=1, latent_stride=stride)).eval()
+    frames = torch.rand(2, 3, 11, 13)
     with torch.no_grad():
         out = model.upscale(frames)
-    bicubic = F.interpolate(frames, scale_factor=4, mode="bicubic", align_corners=False).clamp(0, 1)
+    bicubic = F.interpolate(frames, scale_factor=scale, mode="bicubic", align_corners=False).clamp(0, 1)
     torch.testing.assert_close(out, bicubic, rtol=0, atol=1e-5)
 
 

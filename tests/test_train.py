@@ -162,9 +162,12 @@ def test_warm_start_copies_every_matching_tensor(tmp_path):
     from vsrup.train.loop import _load_matching
 
     x4 = TinyVSR(TinyConfig(scale=4, width=8, refiner_blocks=1))
-    torch.nn.init.normal_(x4.encoder[0].weight)
+    torch.nn.init.normal_(x4.to_pixels.weight)
     save_tiny(x4, tmp_path / "x4.safetensors")
-    x2 = TinyVSR(TinyConfig(scale=2, width=8, refiner_blocks=1))
+    # The ×2 model's latent is at LR/2, so one latent pixel maps to the same 4×4 output block as
+    # in ×4: only the first conv (12 space-to-depth input channels instead of 3) starts fresh.
+    x2 = TinyVSR(TinyConfig(scale=2, width=8, refiner_blocks=1, latent_stride=2))
     fresh = _load_matching(x2, tmp_path / "x4.safetensors")
-    assert fresh == ["to_pixels.bias", "to_pixels.weight"]
-    assert torch.equal(x2.encoder[0].weight, x4.encoder[0].weight)
+    assert fresh == ["encoder.0.weight"]
+    assert torch.equal(x2.to_pixels.weight, x4.to_pixels.weight)
+    assert torch.equal(x2.refiner[0].conv1.weight, x4.refiner[0].conv1.weight)

@@ -42,7 +42,11 @@ class TinyConfig:
     encoder_blocks: int = 1
     refiner_blocks: int = 4
     offset_width: int = 16  # hidden channels of the offset predictor
-    max_offset: float = 4.0  # LR pixels; offsets are tanh-bounded so warps stay local
+    max_offset: float = 4.0  # latent pixels; offsets are tanh-bounded so warps stay local
+    # Latent resolution = LR / latent_stride. ×4 works at LR resolution; ×2 at LR/2, which keeps
+    # its cost per output pixel the same as ×4's (the latent then holds the LR image losslessly
+    # as 3·stride² space-to-depth channels).
+    latent_stride: int = 1
 
     @classmethod
     def from_dict(cls, data: dict) -> TinyConfig:
@@ -109,19 +113,22 @@ class TinyVSR(OneStepLatentVSR):
         super().__init__()
         self.config = config
         self.scale = config.scale
+        self.stride = config.latent_stride
+        self.image_channels = IMAGE_CHANNELS * self.stride**2
         self.temporal = True
         # Frames per window when a batch of windows is flattened into one (N, 3, h, w) tensor
         # (training); None means the whole tensor is one window (the engine's case).
         self.window_len: int | None = None
         ch = config.width
         self.encoder = nn.Sequential(
-            nn.Conv2d(IMAGE_CHANNELS, ch, 3, padding=1),
+            nn.Conv2d(self.image_channels, ch, 3, padding=1),
             *[ResBlock(ch) for _ in range(config.encoder_blocks)],
         )
         self.align = NeighbourAlign(ch, config.offset_width, config.max_offset)
         self.fuse = nn.Conv2d(3 * ch, ch, 3, padding=1)
         self.refiner = nn.Sequential(*[ResBlock(ch) for _ in range(config.refiner_blocks)])
-        self.to_pixels = nn.Conv2d(ch, IMAGE_CHANNELS * config.scale**2, 3, padding=1)
+        # One latent pixel → a (scale·stride)² block of output pixels.
+        self.to_pixels = nn.Conv2d(ch, IMAGE_CHANNELS * (config.scale * self.stride) ** 2, 3, padding=1)
         # The model starts as bicubic: the learned residual is zero until training moves it.
         nn.init.zeros_(self.to_pixels.weight)
         nn.init.zeros_(self.to_pixels.bias)
@@ -145,15 +152,18 @@ class TinyVSR(OneStepLatentVSR):
         return out.unflatten(0, (b, t))
 
     def prepare(self, frames: torch.Tensor) -> torch.Tensor:
-        # Any h, w works (no size multiple); replicate padding keeps zero-padded conv borders from
-        # darkening the edge pixels. `upscale` crops it off again.
-        return F.pad(frames * 2 - 1, (PAD, PAD, PAD, PAD), mode="replicate")
+        # Any h, w works: replicate padding keeps zero-padded conv borders from darkening the edge
+        # pixels and rounds the size up to a multiple of the latent stride. `upscale` crops it off.
+        h, w = frames.shape[-2:]
+        extra_h, extra_w = -(h + 2 * PAD) % self.stride, -(w + 2 * PAD) % self.stride
+        return F.pad(frames * 2 - 1, (PAD, PAD + extra_w, PAD, PAD + extra_h), mode="replicate")
 
     def encode(self, cond: torch.Tensor) -> torch.Tensor:
-        return torch.cat((cond, self.encoder(cond)), 1)
+        image = F.pixel_unshuffle(cond, self.stride)
+        return torch.cat((image, self.encoder(image)), 1)
 
     def temporal_fuse(self, latents: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        image, feats = latents[:, :IMAGE_CHANNELS], latents[:, IMAGE_CHANNELS:]
+        image, feats = latents[:, : self.image_channels], latents[:, self.image_channels :]
         t = self.window_len or feats.shape[0]
         if self.temporal and t > 1:
             prev, nxt = neighbours(feats, t)
@@ -164,13 +174,14 @@ class TinyVSR(OneStepLatentVSR):
         return torch.cat((image, fused), 1)
 
     def denoise(self, fused: torch.Tensor, latents: torch.Tensor) -> torch.Tensor:
-        image, feats = fused[:, :IMAGE_CHANNELS], fused[:, IMAGE_CHANNELS:]
+        image, feats = fused[:, : self.image_channels], fused[:, self.image_channels :]
         return torch.cat((image, feats + self.refiner(feats)), 1)
 
     def decode(self, x0: torch.Tensor) -> torch.Tensor:
-        image, feats = x0[:, :IMAGE_CHANNELS], x0[:, IMAGE_CHANNELS:]
+        image, feats = x0[:, : self.image_channels], x0[:, self.image_channels :]
+        image = F.pixel_shuffle(image, self.stride)
         skip = F.interpolate(image, scale_factor=self.scale, mode="bicubic", align_corners=False)
-        return skip + F.pixel_shuffle(self.to_pixels(feats), self.scale)
+        return skip + F.pixel_shuffle(self.to_pixels(feats), self.scale * self.stride)
 
     def finish(self, images: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         # Clamp in [0, 1] space; the crop to the unpadded size happens in `upscale`.
