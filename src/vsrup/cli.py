@@ -108,11 +108,21 @@ def upscale(
     window: int = typer.Option(0, help="Frames per temporal window (0: the model's default)."),
     overlap: int = typer.Option(-1, help="Frames shared by consecutive windows (-1: the model's default)."),
     tile: int = typer.Option(
-        0, envvar="VSRUP_TILE", help="Spatial tile size in latent pixels (0: no tiling)."
+        -1,
+        envvar="VSRUP_TILE",
+        help="Spatial tile size in latent pixels (-1: chosen from the device's free memory, 0: no tiling).",
     ),
     device: str = typer.Option("auto", envvar="VSRUP_DEVICE", help="auto, cpu, cuda or cuda:N."),
     dtype: str = typer.Option(
         "auto", envvar="VSRUP_DTYPE", help="auto (fp16 on GPU, fp32 on CPU), fp16, bf16, fp32."
+    ),
+    compile_model: bool = typer.Option(
+        False,
+        "--compile",
+        help="torch.compile the model's heavy modules (CUDA only; slow first window, faster after).",
+    ),
+    verbose: bool = typer.Option(
+        False, "--verbose", "-v", help="Print the chosen device, window, overlap, tile and speed switches."
     ),
     codec: str = typer.Option(
         None, help="Video encoder (default by extension: .mp4 → libx264, .mkv → libx264)."
@@ -182,11 +192,13 @@ def upscale(
         model=model,
         window=window or None,
         overlap=None if overlap < 0 else overlap,
-        tile=tile,
+        tile=None if tile < 0 else tile,
         device=device,
         dtype=dtype,
         encode=EncodeSettings(codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt),
         overwrite=overwrite,
+        compile=compile_model,
+        verbose=verbose,
         resume=resume,
         start=start,
         end=end,
@@ -397,6 +409,93 @@ def download_weights_command(
         )
     for row in done:
         typer.echo(f"{row['name']}: ready  {row['path']}")
+
+
+BENCH_HELP = """Measure frames per second and peak memory: the whole upscale, each stage, and the bicubic floor.
+
+Each run happens in a fresh process, so its peak memory is its own. Also checks that memory does
+not grow with the video: the same upscale on N and on 8·N frames.
+
+[bold]Examples[/bold]
+
+  vsrup bench                                  [dim]# tiny ×4 on the sample clip[/dim]
+
+  vsrup bench --size 640x360 --frames 48 --json out.json   [dim]# a 360p clip made from it[/dim]
+
+  vsrup bench --model dloral --device cuda --dtype fp16 --compile --skip length
+"""
+
+
+@app.command("bench", help=BENCH_HELP)
+def bench_command(
+    model: str = typer.Option("tiny", "--model", "-m", help="Model name (see `vsrup models`)."),
+    scale: int = typer.Option(4, "--scale", "-s", help="Upscaling factor: 2 or 4."),
+    clip: Path = typer.Option(
+        None, "--clip", help="Input clip (default: examples/dog_320x180.mp4).", show_default=False
+    ),
+    size: str = typer.Option(
+        None, "--size", help="Make the clip this size, e.g. 640x360 (from --clip).", show_default=False
+    ),
+    frames: int = typer.Option(
+        None, "--frames", help="Make the clip this many frames long (looped).", show_default=False
+    ),
+    device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
+    dtype: str = typer.Option("auto", help="auto (fp16 on GPU, fp32 on CPU), fp16, bf16, fp32."),
+    window: int = typer.Option(0, help="Frames per temporal window (0: the model's default)."),
+    overlap: int = typer.Option(-1, help="Frames shared by consecutive windows (-1: the model's default)."),
+    tile: int = typer.Option(-1, help="Latent tile (-1: from free memory, 0: none)."),
+    compile_model: bool = typer.Option(False, "--compile", help="torch.compile the model (CUDA only)."),
+    random_weights: bool = typer.Option(
+        False, "--random-weights", help="Untrained weights of the same architecture (speed only; tiny)."
+    ),
+    repeats: int = typer.Option(2, help="Timed repeats of the per-stage measurement (best kept)."),
+    length_frames: int = typer.Option(
+        64, "--length-frames", help="N of the memory-vs-length check (0: skip)."
+    ),
+    length_factor: int = typer.Option(8, "--length-factor", help="The long clip is this many times N."),
+    skip: str = typer.Option(
+        "", "--skip", help="Comma-separated parts to leave out: floor, decode, encode, stages, length."
+    ),
+    json_path: str = typer.Option(
+        None,
+        "--json",
+        help="Write the report as JSON to this file (- for stdout, then no table).",
+        show_default=False,
+    ),
+) -> None:
+    import json
+
+    from vsrup import bench
+
+    options = bench.BenchOptions(
+        model=model,
+        scale=scale,
+        device=device,
+        dtype=dtype,
+        clip=clip,
+        size=bench.parse_size(size) if size else None,
+        frames=frames,
+        window=window or None,
+        overlap=None if overlap < 0 else overlap,
+        tile=None if tile < 0 else tile,
+        compile=compile_model,
+        random_weights=random_weights,
+        repeats=repeats,
+        length_frames=length_frames,
+        length_factor=length_factor,
+        skip=tuple(part.strip() for part in skip.split(",") if part.strip()),
+    )
+    to_stdout = json_path == "-"
+    log = None if to_stdout else (lambda text: typer.echo(f"bench: {text}", err=True))
+    report = bench.run_bench(options, log=log)
+    if json_path:
+        text = json.dumps(report, indent=2)
+        if to_stdout:
+            typer.echo(text)
+        else:
+            Path(json_path).write_text(text + "\n")
+    if not to_stdout:
+        bench.render(report)
 
 
 def main() -> None:

@@ -84,6 +84,8 @@ def prepare_file(job, settings, parts: int) -> FileWork:
 
     if settings.start or settings.end:
         raise UsageError("--start/--end make one segment; they cannot be combined with --devices or --ray")
+    if settings.resume:
+        raise UsageError("--resume is for one-device runs; --devices and --ray runs start over")
     check_output(job.source, job.target, settings.overwrite)
     choose_codec(job.target, settings.encode)
     info = probe(job.source)

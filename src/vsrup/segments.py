@@ -213,6 +213,22 @@ def segment_codec(output: Path, settings: EncodeSettings) -> EncodeSettings:
     )
 
 
+def join(source: Path, segment_paths: Sequence[Path], target: Path, overwrite: bool = False) -> int:
+    """Join segment files made with --start/--end from `source` into `target`, with the audio and
+    subtitles of `source`; the segments must be given in order and must not overlap."""
+    from vsrup.engine import atomic_output, check_output
+    from vsrup.video import probe
+
+    source, target = Path(source), Path(target)
+    check_output(source, target, overwrite)
+    info = probe(source)
+    for path in segment_paths:
+        if not Path(path).is_file():
+            raise InputError(f"segment not found: {path}")
+    with atomic_output(target) as partial:
+        return concat_segments([Path(p) for p in segment_paths], info, partial)
+
+
 def concat_segments(segment_paths: Sequence[Path], input_info: VideoInfo, output: Path) -> int:
     """Join segment videos by packet copy into `output`, with the input's audio and subtitles muxed
     once beside them. Returns the number of video frames written.
