@@ -225,7 +225,8 @@ def upscale(
         else:
             upscale_paths(paths, settings, reporter, suffix=suffix, skip_existing=skip_existing)
     except KeyboardInterrupt:  # typer would turn it into a silent exit code
-        raise Interrupted("interrupted; no partial output was left behind") from None
+        kept = "; finished segments are kept: rerun with --resume to continue" if resume else ""
+        raise Interrupted(f"interrupted; no partial output was left behind{kept}") from None
     finally:
         reporter.close()
 

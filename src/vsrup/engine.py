@@ -9,6 +9,7 @@ the target and renamed into place only when complete.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import time
 from collections.abc import Iterator
@@ -18,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vsrup import models, segments
+from vsrup import models, resume, segments
 from vsrup.devices import is_out_of_memory, resolve_device, resolve_dtype
 from vsrup.errors import DeviceError, InputError, OutputError, UsageError
 from vsrup.progress import Reporter
@@ -100,17 +101,23 @@ class Upscaler:
         span = frame_range or segments.WHOLE
         started = time.perf_counter()
         reporter.start(source.name, span.length(info.frames_estimate))
+        work = self._resume_folder(info, target) if self.settings.resume and frame_range is None else None
         with atomic_output(target) as partial:
-            writer = (VideoWriter if frame_range is None else segments.SegmentWriter)(
-                partial,
-                self.writer_info(info),
-                self.settings.scale,
-                self.settings.encode,
-                target.suffix.lower(),
-            )
-            frames_written = self._encode(info, writer, reporter, span)
-            if frames_written == 0:
-                raise InputError(f"no frames of {source} lie in the range {span.start}f-{span.stop}f")
+            if work is not None:
+                frames_written = self._encode_resumable(info, work, partial, reporter)
+            else:
+                writer = (VideoWriter if frame_range is None else segments.SegmentWriter)(
+                    partial,
+                    self.writer_info(info),
+                    self.settings.scale,
+                    self.settings.encode,
+                    target.suffix.lower(),
+                )
+                frames_written = self._encode(info, writer, reporter, span)
+                if frames_written == 0:
+                    raise InputError(f"no frames of {source} lie in the range {span.start}f-{span.stop}f")
+        if work is not None:
+            work.remove()  # only once the output is in place
         seconds = time.perf_counter() - started
         reporter.finish("done", output=str(target), seconds=round(seconds, 3))
         return FileResult(source, target, frames_written, seconds)
@@ -129,6 +136,43 @@ class Upscaler:
             writer.abort()
             raise
         return frames_written
+
+    def _resume_folder(self, info: VideoInfo, target: Path) -> resume.ResumeFolder:
+        """The job's segment folder; the key lists everything the output frames depend on."""
+        stat = info.path.stat()
+        key = {
+            "input": str(info.path.resolve()),
+            "size": stat.st_size,
+            "mtime_ns": stat.st_mtime_ns,
+            "model": self.settings.model,
+            "scale": self.settings.scale,
+            "window": self.window,
+            "overlap": self.overlap,
+            "tile": self.settings.tile,
+            "device": self.device.type,
+            "dtype": str(self.dtype),
+            "encode": dataclasses.asdict(segments.segment_codec(target, self.settings.encode)),
+        }
+        return resume.ResumeFolder.open(target, key)
+
+    def _encode_resumable(
+        self, info: VideoInfo, work: resume.ResumeFolder, partial: Path, reporter: Reporter
+    ) -> int:
+        """--resume: encode into segment files that outlive a crash, after those an earlier run
+        finished; then join them all into `partial` with the audio. Returns the frames written."""
+        done = work.frames_done
+        if done:
+            reporter.message(f"{info.path.name}: resuming after {done} finished frames")
+            reporter.advance(done)
+        writer = resume.SegmentedWriter(
+            work,
+            self.writer_info(info),
+            self.settings.scale,
+            segments.segment_codec(partial, self.settings.encode),
+            self.settings.segment_frames,
+        )
+        self._encode(info, writer, reporter, segments.FrameRange(done, None))
+        return segments.concat_segments(work.segment_paths(), info, partial)
 
     def writer_info(self, info: VideoInfo) -> VideoInfo:
         """The facts the writer sizes its stream by: the input's (a side-by-side compare is wider)."""

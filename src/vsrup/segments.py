@@ -186,7 +186,10 @@ class SegmentWriter(VideoWriter):
         self.path = path
         codec_name = choose_codec(Path("x" + fmt_ext), settings)
         try:
-            self.container = av.open(str(path), "w", format=_muxer_for(fmt_ext))
+            # Keep every timestamp as given: by default NUT shifts a B-frame stream that starts at
+            # pts 0 (negative decode times) later by the reorder delay, which moved segment 0.
+            options = {"avoid_negative_ts": "disabled"}
+            self.container = av.open(str(path), "w", format=_muxer_for(fmt_ext), options=options)
         except (av.error.FFmpegError, OSError) as exc:
             raise OutputError(f"cannot create output {path}: {_reason(exc)}") from None
         self.stream = self._add_video_stream(codec_name, scale, settings)
@@ -246,9 +249,15 @@ def concat_segments(segment_paths: Sequence[Path], input_info: VideoInfo, output
     try:
         stream = _add_copied_video(container, Path(segment_paths[0]), input_info)
         passthrough = _Passthrough(input_info, container, ext)
+        # Decode times are rebuilt over the joined stream, not per segment: a segment's own reorder
+        # depth can be smaller than the next one's, and then their decode times would overlap.
+        pts_lists = [_segment_pts(Path(path)) for path in segment_paths]
+        _check_order(segment_paths, pts_lists)
+        dts = iter(decode_timestamps([value for pts in pts_lists for value in pts]))
         written, last_dts = 0, None
-        for path in segment_paths:
-            count, last_dts = _copy_segment(Path(path), container, stream, passthrough, last_dts)
+        for path, pts in zip(segment_paths, pts_lists, strict=True):
+            segment_dts = [next(dts) for _ in pts]
+            count, last_dts = _copy_segment(Path(path), container, stream, passthrough, last_dts, segment_dts)
             written += count
         passthrough.mux_until(math.inf)
     except BaseException:
@@ -275,15 +284,26 @@ def _add_copied_video(container, first_segment: Path, info: VideoInfo):
     return stream
 
 
-def _copy_segment(path: Path, container, stream, passthrough, last_dts):
-    """Copy one segment's video packets, rebuilding decode timestamps the segment container dropped
-    (Matroska and NUT keep presentation times only for the first reordered frames)."""
+def _segment_pts(path: Path) -> list[int]:
     with _open_input(path) as source:
         video = source.streams.video[0]
         pts = [p.pts for p in source.demux(video) if p.size]
     if not pts or any(p is None for p in pts):
         raise InputError(f"segment {path} has no timestamped video packets")
-    dts = decode_timestamps(pts)
+    return pts
+
+
+def _check_order(segment_paths: Sequence[Path], pts_lists: list[list[int]]) -> None:
+    """Segments must follow each other in time: decode times rebuilt over a misordered list would
+    be monotonic but wrong, and the file would play garbled."""
+    for path, before, after in zip(segment_paths[1:], pts_lists, pts_lists[1:], strict=False):
+        if min(after) <= max(before):
+            raise InputError(f"segment {path} does not come after the one before it in time")
+
+
+def _copy_segment(path: Path, container, stream, passthrough, last_dts, dts: list[int]):
+    """Copy one segment's video packets with decode timestamps `dts`, rebuilt because the segment
+    container dropped them (Matroska and NUT keep presentation times only for reordered frames)."""
     count = 0
     with _open_input(path) as source:
         video = source.streams.video[0]

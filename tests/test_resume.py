@@ -1,0 +1,196 @@
+"""--resume: a job killed mid-run continues from its finished segments and ends with the very output
+an uninterrupted run makes (frame count, timestamps, and pixels with a lossless codec)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import decode_all, make_clip, packet_bytes
+
+from vsrup import cli, models, resume
+from vsrup.batch import plan_jobs
+from vsrup.engine import Upscaler, UpscaleSettings
+from vsrup.models.bicubic import Bicubic
+from vsrup.video import EncodeSettings
+
+TESTS = Path(__file__).resolve().parent
+VFR_MS = [0, 40, 80, 130, 170, 200, 240, 290, 330, 360] * 4  # 40 frames, irregular steps
+VFR_MS = [step + 400 * (i // 10) for i, step in enumerate(VFR_MS)]
+
+
+class WindowDependent(Bicubic):
+    """Bicubic plus an offset from the window's mean, so a frame shared by two windows blends two
+    different outputs: resuming without re-running the window before the cut would show."""
+
+    temporal_context = 1
+    delay = 0.0  # seconds per window, to give a killer time to strike
+    calls = 0
+
+    def upscale(self, frames: torch.Tensor) -> torch.Tensor:
+        WindowDependent.calls += 1
+        time.sleep(self.delay)
+        return (super().upscale(frames) + 0.3 * (frames.mean() - 0.4)).clamp(0, 1)
+
+
+def register_window_dependent(delay: float = 0.0) -> None:
+    WindowDependent.delay = delay
+    models._LOADERS["window-dependent"] = lambda scale, device, dtype: WindowDependent(scale)
+
+
+def settings(**changes) -> UpscaleSettings:
+    base = dict(model="window-dependent", scale=2, window=4, overlap=2, device="cpu")
+    base["encode"] = EncodeSettings(codec="ffv1")
+    return UpscaleSettings(**(base | changes))
+
+
+# The killed job: a separate process, so that SIGKILL is a real kill (no cleanup of any kind).
+_DRIVER = """
+import sys
+from pathlib import Path
+sys.path.insert(0, {tests!r})
+import test_resume as t
+t.register_window_dependent(delay=0.05)
+t.Upscaler(t.settings(resume=True, segment_frames=8)).upscale_file(Path({clip!r}), Path({target!r}))
+"""
+
+
+def manifest_segments(target: Path) -> list[dict]:
+    try:
+        return json.loads((resume.work_folder(target) / resume.MANIFEST).read_text())["segments"]
+    except (OSError, ValueError):
+        return []
+
+
+def test_killed_job_resumes_to_the_uninterrupted_output(tmp_path, monkeypatch):
+    clip = make_clip(tmp_path / "in.mkv", frames=len(VFR_MS), pts=VFR_MS)
+    target = tmp_path / "out.mkv"
+    driver = _DRIVER.format(tests=str(TESTS), clip=str(clip), target=str(target))
+    process = subprocess.Popen([sys.executable, "-c", driver], stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while len(manifest_segments(target)) < 2 and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=30)
+    assert process.returncode == -signal.SIGKILL, process.stderr.read().decode()
+    done = sum(s["frames"] for s in manifest_segments(target))
+    assert 16 <= done < len(VFR_MS) and not target.exists()
+
+    monkeypatch.setitem(models._LOADERS, "window-dependent", lambda scale, *_: WindowDependent(scale))
+    WindowDependent.calls = 0
+    result = Upscaler(settings(resume=True, segment_frames=8)).upscale_file(clip, target)
+    resumed_calls = WindowDependent.calls
+    WindowDependent.calls = 0
+    Upscaler(settings()).upscale_file(clip, tmp_path / "whole.mkv")
+    whole_calls = WindowDependent.calls
+
+    assert result.frames == len(VFR_MS)
+    pts, images = decode_all(target)
+    whole_pts, whole_images = decode_all(tmp_path / "whole.mkv")
+    assert pts == whole_pts == VFR_MS
+    assert all(np.array_equal(a, b) for a, b in zip(images, whole_images, strict=True))
+    # only the windows reaching past the finished frames ran again (stride 2, window 4)
+    starts = range(0, len(VFR_MS) - 2, 2)
+    assert whole_calls == len(starts)
+    assert resumed_calls == sum(1 for s in starts if s + 4 > done) < whole_calls
+    assert not resume.work_folder(target).exists()
+
+
+def run_cli(monkeypatch, capsys, *args: str) -> tuple[int, str]:
+    monkeypatch.setattr(sys, "argv", ["vsrup", *args])
+    try:
+        cli.main()
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    return code, capsys.readouterr().err
+
+
+def _interrupt_after_two_segments(monkeypatch) -> None:
+    """Ctrl-C as the second segment is listed (raised in the encoder thread, re-raised in the main)."""
+    finish = resume.SegmentedWriter._finish_segment
+
+    def finish_then_interrupt(self):
+        finish(self)
+        if len(self.work.segments) == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(resume.SegmentedWriter, "_finish_segment", finish_then_interrupt)
+
+
+def test_interrupted_mp4_with_audio_resumes_from_the_command_line(tmp_path, monkeypatch, capsys):
+    clip = make_clip(tmp_path / "in.mp4", frames=30, audio=True)
+    target = tmp_path / "out.mp4"
+    _interrupt_after_two_segments(monkeypatch)
+    first = UpscaleSettings(model="bicubic", scale=2, resume=True, segment_frames=8)
+    with pytest.raises(KeyboardInterrupt):
+        Upscaler(first).upscale_file(clip, target)
+    monkeypatch.undo()
+    work = resume.work_folder(target)
+    assert not target.exists()
+    assert sorted(p.name for p in work.iterdir()) == ["00000.nut", "00001.nut", "manifest.json"]
+
+    args = ["upscale", str(clip), str(target), "-m", "bicubic", "-s", "2", "--progress", "json"]
+    code, err = run_cli(monkeypatch, capsys, *args, "--resume")
+    assert code == 0, err
+    assert run_cli(monkeypatch, capsys, *args[:-2], "-q", "--resume")[0] == 4  # output exists now
+    assert run_cli(monkeypatch, capsys, "upscale", str(clip), str(tmp_path / "plain.mp4"), "-m", "bicubic",
+                   "-s", "2", "-q")[0] == 0  # fmt: skip
+    pts, images = decode_all(target)
+    plain_pts, plain_images = decode_all(tmp_path / "plain.mp4")
+    assert len(pts) == 30 and pts == plain_pts
+    # x264 in four segments is not bit-identical to one encode, but it is the same picture: about 1-4
+    # grey levels apart per pixel on average, where a frame off by one would be about 25 apart
+    error = max(
+        np.abs(a.astype(int) - b.astype(int)).mean() for a, b in zip(images, plain_images, strict=True)
+    )
+    assert error < 6.0
+    assert packet_bytes(target, "audio") == packet_bytes(clip, "audio")
+    assert not work.exists()
+
+
+def test_changed_settings_start_over(tmp_path, monkeypatch, caplog):
+    clip = make_clip(tmp_path / "in.mkv", frames=20)
+    target = tmp_path / "out.mkv"
+    _interrupt_after_two_segments(monkeypatch)
+    with pytest.raises(KeyboardInterrupt):
+        Upscaler(UpscaleSettings(model="bicubic", scale=2, resume=True, segment_frames=4)).upscale_file(
+            clip, target
+        )
+    monkeypatch.undo()
+    (resume.work_folder(target) / "partial.nut").write_bytes(b"debris of a killed run")
+    with caplog.at_level(logging.WARNING):
+        result = Upscaler(UpscaleSettings(model="bicubic", scale=4, resume=True)).upscale_file(clip, target)
+    assert "settings or input differ" in caplog.text
+    _, images = decode_all(target)
+    assert result.frames == 20 and len(images) == 20 and images[0].shape == (192, 256, 3)
+
+
+def test_debris_of_a_killed_run_is_dropped_and_listed_segments_kept(tmp_path):
+    key = {"input": "x"}
+    work = resume.ResumeFolder.open(tmp_path / "o.mp4", key)
+    scratch = work.path / "partial.nut"
+    scratch.write_bytes(b"a whole segment")
+    work.add(scratch, frames=8)
+    (work.path / "partial.nut").write_bytes(b"half a segment")
+    (work.path / "00001.nut").write_bytes(b"renamed, but killed before it was listed")
+    again = resume.ResumeFolder.open(tmp_path / "o.mp4", key)
+    assert again.frames_done == 8
+    assert sorted(p.name for p in again.path.iterdir()) == ["00000.nut", "manifest.json"]
+    assert (again.path / "00000.nut").read_bytes() == b"a whole segment"
+
+
+def test_batch_never_takes_resume_folders_as_inputs(tmp_path):
+    make_clip(tmp_path / "a.mp4", frames=2)
+    leftover = resume.work_folder(tmp_path / "b.mp4")
+    leftover.mkdir()
+    make_clip(leftover / "00000.mp4", frames=2)
+    assert [j.source.name for j in plan_jobs([tmp_path], tmp_path / "out")] == ["a.mp4"]
