@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vsrup import models, resume, segments
+from vsrup import models, resume, segments, tuning
 from vsrup.devices import is_out_of_memory, resolve_device, resolve_dtype
 from vsrup.errors import DeviceError, InputError, OutputError, UsageError
 from vsrup.progress import Reporter
@@ -36,20 +36,22 @@ class UpscaleSettings:
     model: str = models.DEFAULT_MODEL
     window: int | None = None  # None: the default for the model
     overlap: int | None = None
-    tile: int = 0  # latent tile size in latent pixels; 0: whole frame
+    tile: int | None = 0  # latent tile size in latent pixels; 0: whole frame; None: from free memory
     device: str = "auto"
     dtype: str = "auto"
     encode: EncodeSettings = field(default_factory=EncodeSettings)
     overwrite: bool = False
     resume: bool = False  # keep finished segments beside the output so a rerun continues
     segment_frames: int = 240  # with resume: frames per finished segment (at least; ends on a window)
+    compile: bool = False  # torch.compile the model's heavy modules (CUDA only)
+    verbose: bool = False  # report the chosen device, window, overlap, tile, speed switches
     start: str | None = None  # --start/--end: upscale only this part (video only; see segments.py)
     end: str | None = None
 
     def validate(self) -> None:
         if self.scale not in SCALES:
             raise UsageError(f"--scale must be one of {', '.join(map(str, SCALES))} (got {self.scale})")
-        if self.tile < 0 or 0 < self.tile < 8:
+        if self.tile is not None and (self.tile < 0 or 0 < self.tile < 8):
             raise UsageError(f"--tile must be 0 (off) or at least 8 latent pixels (got {self.tile})")
 
 
@@ -74,7 +76,8 @@ class Upscaler:
         self.device = resolve_device(settings.device)
         self.dtype = resolve_dtype(settings.dtype, self.device)
         self.model = models.load_model(settings.model, settings.scale, self.device, self.dtype)
-        self.model.tiles.latent_tile = settings.tile
+        self.model.tiles.latent_tile = settings.tile or 0
+        self.speed_notes = tuning.accelerate(self.model, self.device, settings.compile)
         context = self.model.temporal_context
         self.window = settings.window or (8 if context else 4)
         self.overlap = settings.overlap if settings.overlap is not None else min(2 * context, self.window - 1)
@@ -99,6 +102,7 @@ class Upscaler:
         if frame_range is None and (self.settings.start or self.settings.end):
             frame_range = segments.resolve_range(info, self.settings.start, self.settings.end)
         span = frame_range or segments.WHOLE
+        self._plan(info, reporter)
         started = time.perf_counter()
         reporter.start(source.name, span.length(info.frames_estimate))
         work = self._resume_folder(info, target) if self.settings.resume and frame_range is None else None
@@ -230,6 +234,15 @@ class Upscaler:
     def _recoverable_oom(self, exc: BaseException) -> bool:
         """Only CUDA out-of-memory is retried with smaller tiles (host OOM cannot be caught)."""
         return self.device.type == "cuda" and is_out_of_memory(exc)
+
+    def _plan(self, info: VideoInfo, reporter: Reporter) -> None:
+        """Size the tile for this video from the free device memory (unless set), and say so."""
+        chosen = tuning.plan(self.model, self.device, self.dtype, self.window, self.overlap,
+                             self.settings.tile, (info.width, info.height))  # fmt: skip
+        self.model.tiles.latent_tile = chosen.tile
+        chosen.notes += self.speed_notes
+        if self.settings.verbose:
+            reporter.message(f"{info.path.name}: {chosen.describe()}")
 
     def _shrink_tiles(self) -> bool:
         tiles = self.model.tiles

@@ -1,0 +1,139 @@
+"""The out-of-memory fallback: on OOM the engine halves the latent tile and retries the same window,
+so every input frame still comes out exactly once, in order, with its timestamp.
+
+CUDA is not needed: the model raises `torch.OutOfMemoryError` itself, and the engine's device check
+(`Upscaler._recoverable_oom`) is patched to accept it on the CPU.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from vsrup import models
+from vsrup.devices import is_out_of_memory
+from vsrup.engine import Upscaler, UpscaleSettings
+from vsrup.errors import DeviceError
+from vsrup.models.base import VSRModel
+from vsrup.tiling import tiled_apply
+
+LEVELS = [20 + 20 * i for i in range(11)]  # one flat grey level per frame: identifies each frame
+
+
+class FlakyNearest(VSRModel):
+    """Nearest-neighbour ×scale through `tiled_apply` (so the tile setting is really used), raising
+    CUDA's out-of-memory error on the calls numbered in `fail_on` (1-based)."""
+
+    name = "flaky"
+    temporal_context = 1
+
+    def __init__(self, scale: int, fail_on: set[int]) -> None:
+        super().__init__()
+        self.scale, self.fail_on, self.calls = scale, fail_on, 0
+        self.tiles_seen: list[int] = []
+        self.frames_seen: list[int] = []
+        self.register_buffer("_anchor", torch.zeros(()), persistent=False)
+
+    def upscale(self, frames: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        self.tiles_seen.append(self.tiles.latent_tile)
+        if self.calls in self.fail_on:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        self.frames_seen.append(frames.shape[0])
+        up = lambda x: F.interpolate(x, scale_factor=self.scale, mode="nearest")  # noqa: E731
+        tiles = self.tiles
+        return tiled_apply(up, frames, tiles.latent_tile, tiles.latent_overlap, out_scale=self.scale)
+
+
+def flat_clip(path: Path, size=(96, 64)) -> Path:
+    width, height = size
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.options = {"crf": "0"}
+        for i, level in enumerate(LEVELS):
+            image = np.full((height, width, 3), level, np.uint8)
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24").reformat(format="yuv420p")
+            frame.pts = i
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+    return path
+
+
+def frames_of(path: Path) -> tuple[list[int], list[float]]:
+    with av.open(str(path)) as container:
+        decoded = [(f.pts, float(f.to_ndarray(format="rgb24").mean())) for f in container.decode(video=0)]
+    return [p for p, _ in decoded], [m for _, m in decoded]
+
+
+@pytest.fixture
+def flaky(monkeypatch):
+    """Register a FlakyNearest under the name 'flaky' and let the CPU retry its OOM errors."""
+    made: list[FlakyNearest] = []
+
+    def use(fail_on: set[int]) -> list[FlakyNearest]:
+        def load(scale, device, dtype):
+            made.append(FlakyNearest(scale, fail_on).to(device=device, dtype=dtype))
+            return made[-1]
+
+        monkeypatch.setitem(models._LOADERS, "flaky", load)
+        monkeypatch.setattr(Upscaler, "_recoverable_oom", lambda self, exc: is_out_of_memory(exc))
+        return made
+
+    return use
+
+
+@pytest.mark.parametrize("fail_on", [{1, 2}, {2}], ids=["first-window-twice", "second-window"])
+def test_oom_halves_tile_and_keeps_every_frame_once(tmp_path, flaky, fail_on):
+    made = flaky(fail_on)
+    clip = flat_clip(tmp_path / "in.mp4")
+    settings = UpscaleSettings(model="flaky", scale=2, device="cpu", tile=128, window=8, overlap=2)
+    result = Upscaler(settings).upscale_file(clip, tmp_path / "out.mp4")
+
+    model = made[0]
+    halvings = len(fail_on)
+    assert model.tiles.latent_tile == 128 >> halvings
+    # Each failed call (1-based) is followed by a retry of the same window at half the tile.
+    for call in sorted(fail_on):
+        assert model.tiles_seen[call] == model.tiles_seen[call - 1] // 2
+    assert model.frames_seen == [8, 5]  # two windows (11 frames, overlap 2), none run twice
+
+    in_pts, _ = frames_of(clip)
+    out_pts, means = frames_of(tmp_path / "out.mp4")
+    assert result.frames == len(LEVELS)
+    assert out_pts == in_pts
+    assert np.allclose(means, LEVELS, atol=2.5), means
+
+
+def test_oom_with_smallest_tile_is_a_device_error_and_leaves_no_output(tmp_path, flaky):
+    made = flaky(set(range(1, 100)))
+    clip = flat_clip(tmp_path / "in.mp4")
+    settings = UpscaleSettings(model="flaky", scale=2, device="cpu", tile=64, window=8, overlap=2)
+    with pytest.raises(DeviceError) as caught:
+        Upscaler(settings).upscale_file(clip, tmp_path / "out.mp4")
+    assert caught.value.exit_code == 6
+    assert made[0].tiles_seen == [64, 32]  # halved once, then no smaller tile is allowed
+    assert not (tmp_path / "out.mp4").exists()
+    assert list(tmp_path.iterdir()) == [clip]
+
+
+def test_cpu_out_of_memory_is_not_retried(tmp_path, monkeypatch):
+    made: list[FlakyNearest] = []
+
+    def load(scale, device, dtype):
+        made.append(FlakyNearest(scale, {1}))
+        return made[-1]
+
+    monkeypatch.setitem(models._LOADERS, "flaky", load)
+    clip = flat_clip(tmp_path / "in.mp4")
+    settings = UpscaleSettings(model="flaky", scale=2, device="cpu", tile=128)
+    with pytest.raises(torch.OutOfMemoryError):
+        Upscaler(settings).upscale_file(clip, tmp_path / "out.mp4")
+    assert made[0].tiles_seen == [128]

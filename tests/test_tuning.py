@@ -1,0 +1,70 @@
+"""Device-aware defaults: the tile is chosen from the free memory, and CUDA-only switches stay off on
+the CPU (`--compile` is accepted there with a warning)."""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+
+from vsrup import tuning
+from vsrup.models.base import VSRModel
+
+MIB = 2**20
+
+
+class Sized(VSRModel):
+    """A model that declares its activation cost: 100 bytes per output pixel (fp32)."""
+
+    name = "sized"
+    bytes_per_output_pixel = 100
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.scale = 4
+        self.conv = torch.nn.Conv2d(3, 3, 1)
+
+
+def test_estimate_scales_with_frames_pixels_and_precision():
+    model = Sized()
+    one = tuning.estimate_bytes(model, 1, 180, 320, torch.float32)
+    assert one == 180 * 320 * 16 * 100
+    assert tuning.estimate_bytes(model, 8, 180, 320, torch.float32) == 8 * one
+    assert tuning.estimate_bytes(model, 8, 180, 320, torch.float16) == 4 * one
+
+
+def test_whole_frames_when_they_fit_and_smaller_tiles_for_less_memory():
+    model = Sized()
+    need = tuning.estimate_bytes(model, 8, 720, 1280, torch.float32)  # ~9 GiB
+    tile, estimate, _ = tuning.choose_tile(model, 8, 720, 1280, torch.float32, free=4 * need, share=0.5)
+    assert (tile, estimate) == (0, need)
+    chosen = [
+        tuning.choose_tile(model, 8, 720, 1280, torch.float32, free=int(need * f), share=0.5)[0]
+        for f in (1.0, 0.25, 0.05)
+    ]
+    assert all(t > 0 for t in chosen)
+    assert chosen == sorted(chosen, reverse=True) and chosen[0] > chosen[-1]
+    # A chosen tile's share of the frame fits the budget.
+    for f, t in zip((1.0, 0.25, 0.05), chosen, strict=True):
+        assert need * (t * t) / (720 * 1280) <= need * f * 0.5
+
+
+def test_plan_keeps_an_explicit_tile_and_describes_itself():
+    model = Sized()
+    plan = tuning.plan(model, torch.device("cpu"), torch.float32, 8, 2, 96, (320, 180))
+    assert plan.tile == 96 and plan.window == 8 and plan.overlap == 2
+    text = plan.describe()
+    assert "tile 96" in text and "window 8" in text and "cpu" in text
+    auto = tuning.plan(model, torch.device("cpu"), torch.float32, 8, 2, None, (320, 180))
+    assert auto.tile == 0  # 74 MiB of activations fits any host that can run the tests
+    assert auto.estimate_mib == tuning.estimate_bytes(model, 8, 180, 320, torch.float32) / MIB
+
+
+def test_compile_is_ignored_on_cpu_with_a_warning(caplog):
+    model = Sized()
+    with caplog.at_level(logging.WARNING, logger="vsrup.tuning"):
+        notes = tuning.accelerate(model, torch.device("cpu"), compile=True)
+    assert any("--compile" in r.message for r in caplog.records)
+    assert any("ignored" in n for n in notes)
+    assert isinstance(model.conv, torch.nn.Conv2d)  # not wrapped by torch.compile
+    assert model.conv.weight.is_contiguous()  # channels_last is CUDA-only
