@@ -302,8 +302,11 @@ def test_unexpected_error_is_one_line_and_debug_shows_traceback(clip, tmp_path, 
     assert not (tmp_path / "o.mp4").exists() and no_leftovers(tmp_path) == []
 
 
-def test_ctrl_c_mid_run_exits_130_and_leaves_nothing(tmp_path):
-    """A real SIGINT to a real `vsrup upscale` process, once it has written some frames."""
+@pytest.mark.parametrize(
+    ("sent", "code", "word"), [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated")]
+)
+def test_ctrl_c_or_kill_mid_run_leaves_nothing(tmp_path, sent, code, word):
+    """A real SIGINT (Ctrl-C) or SIGTERM (kill) to a real `vsrup upscale` writing frames."""
     clip = make_clip(tmp_path / "long.mp4", frames=240, audio=True)
     target = tmp_path / "out.mp4"
     command = [sys.executable, "-m", "vsrup.cli", "upscale", str(clip), str(target), "-m", "bicubic"]
@@ -316,11 +319,11 @@ def test_ctrl_c_mid_run_exits_130_and_leaves_nothing(tmp_path):
             progress.append(json.loads(line))
             if progress[-1]["frames_done"] >= 8:
                 break
-    process.send_signal(signal.SIGINT)
+    process.send_signal(sent)
     started = time.monotonic()
     _, err = process.communicate(timeout=60)
     assert time.monotonic() - started < 10  # the decode/encode threads do not hold the exit up
-    assert process.returncode == 130
-    assert progress[-1]["frames_done"] < 240  # it was really interrupted mid-run
-    assert_one_line(err, "interrupted; no partial output was left behind")
+    assert process.returncode == code
+    assert progress[-1]["frames_done"] < 240  # it was really stopped mid-run
+    assert_one_line(err, f"{word}; no partial output was left behind")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["long.mp4"]

@@ -12,12 +12,14 @@ import glob
 import json
 import logging
 import os
+import signal
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from vsrup.errors import BatchError, InputError, UsageError, VsrupError
+from vsrup.errors import BatchError, InputError, Interrupted, UsageError, VsrupError
 from vsrup.progress import JsonReporter, Reporter, RichReporter
 from vsrup.video import writable_extension
 
@@ -256,3 +258,28 @@ def raise_if_failed(outcomes: list[Outcome]) -> None:
     if failed:
         names = ", ".join(o.source.name for o in failed[:3]) + (", ..." if len(failed) > 3 else "")
         raise BatchError(f"{len(failed)} of {len(outcomes)} files failed ({names})")
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a `kill`, a service stop, `timeout`), raised like Ctrl-C so the same cleanup runs."""
+
+
+def treat_sigterm_as_interrupt() -> None:
+    """Let SIGTERM unwind like Ctrl-C: temporaries are removed and finished segments kept, instead
+    of the process vanishing mid-write."""
+
+    def handler(signum, frame):
+        raise Terminated
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, handler)
+
+
+def interrupted(exc: KeyboardInterrupt, resume: bool) -> Interrupted:
+    """The one-line error for Ctrl-C (exit 130) or SIGTERM (exit 143, as the shell reports it)."""
+    what = "terminated" if isinstance(exc, Terminated) else "interrupted"
+    kept = "; finished segments are kept: rerun with --resume to continue" if resume else ""
+    error = Interrupted(f"{what}; no partial output was left behind{kept}")
+    if isinstance(exc, Terminated):
+        error.exit_code = 128 + signal.SIGTERM
+    return error

@@ -182,7 +182,7 @@ def upscale(
         show_default=False,
     ),
 ) -> None:
-    from vsrup.batch import upscale_paths
+    from vsrup.batch import interrupted, treat_sigterm_as_interrupt, upscale_paths
     from vsrup.engine import UpscaleSettings
     from vsrup.progress import make_reporter
     from vsrup.video import EncodeSettings
@@ -209,6 +209,7 @@ def upscale(
         estimate_run(paths, settings, compare and compare.value, as_json=progress == ProgressMode.json)
         return
     reporter = make_reporter("quiet" if quiet else progress.value)
+    treat_sigterm_as_interrupt()
     try:
         if compare is not None:
             from vsrup.compare import compare_paths
@@ -224,9 +225,8 @@ def upscale(
             upscale_devices(paths, settings, devices, reporter, suffix=suffix, skip_existing=skip_existing)
         else:
             upscale_paths(paths, settings, reporter, suffix=suffix, skip_existing=skip_existing)
-    except KeyboardInterrupt:  # typer would turn it into a silent exit code
-        kept = "; finished segments are kept: rerun with --resume to continue" if resume else ""
-        raise Interrupted(f"interrupted; no partial output was left behind{kept}") from None
+    except KeyboardInterrupt as exc:  # typer would turn it into a silent exit code
+        raise interrupted(exc, resume) from None
     finally:
         reporter.close()
 
