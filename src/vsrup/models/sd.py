@@ -297,8 +297,9 @@ COLOR_FIXES = {"adain": adain_color_fix, "wavelet": wavelet_color_fix, "none": N
 class SDLatentVSR(OneStepLatentVSR):
     """SD2.1-base one-step SR: the steps DLoRAL and OSEDiff share; subclasses add denoise (and fuse).
 
-    Switches: `chunk` (frames per UNet call), `vae_chunk` (frames per VAE call), `vae_encode_tile`
-    (image px) and `vae_decode_tile` (latent px) for tiled VAE, `tiles.latent_tile` for the UNet,
+    Switches: `chunk` (frames per UNet call), `vae_chunk` (frames per VAE call), `tiles.latent_tile`
+    for the UNet (and the VAE, unless `vae_encode_tile` (image px) / `vae_decode_tile` (latent px)
+    are set; 0 turns VAE tiling off),
     `color_fix` ("adain", "wavelet", "none"), `process_size` (inputs whose upscaled short side is
     smaller are first enlarged to it, as the reference does; 0 disables).
     """
@@ -320,8 +321,8 @@ class SDLatentVSR(OneStepLatentVSR):
         self.scaling_factor = scaling_factor
         self.chunk = 4
         self.vae_chunk = 1
-        self.vae_encode_tile = 0
-        self.vae_decode_tile = 0
+        self.vae_encode_tile: int | None = None  # image px; None: follow tiles.latent_tile
+        self.vae_decode_tile: int | None = None  # latent px; None: follow tiles.latent_tile
         self.color_fix = "adain"
         self.process_size = 512
 
@@ -363,12 +364,26 @@ class SDLatentVSR(OneStepLatentVSR):
         up = F.interpolate(frames, scale_factor=self.scale, mode="bicubic", align_corners=False)
         return up.clamp(0, 1) * 2 - 1
 
+    @property
+    def latent_per_input(self) -> float:
+        """Latent pixels per input pixel along each side (the engine's memory planner reads it)."""
+        return self.scale / 8
+
+    def _vae_tiles(self) -> tuple[int, int]:
+        """The latent tiling (tile, overlap), which the VAE follows unless its own tile is set: one
+        switch (and the engine's out-of-memory halving) then bounds the VAE's memory too."""
+        return self.tiles.latent_tile, self.tiles.latent_overlap
+
     def encode(self, cond: torch.Tensor) -> torch.Tensor:
-        mean = vae_encode_mean(self.vae, cond, self.vae_encode_tile, chunk=self.vae_chunk)
+        tile, overlap = self._vae_tiles()
+        tile = self.vae_encode_tile if self.vae_encode_tile is not None else tile * 8
+        mean = vae_encode_mean(self.vae, cond, tile, overlap * 8, chunk=self.vae_chunk)
         return mean * self.scaling_factor
 
     def decode(self, x0: torch.Tensor) -> torch.Tensor:
-        return vae_decode(self.vae, x0 / self.scaling_factor, self.vae_decode_tile, chunk=self.vae_chunk)
+        tile, overlap = self._vae_tiles()
+        tile = self.vae_decode_tile if self.vae_decode_tile is not None else tile
+        return vae_decode(self.vae, x0 / self.scaling_factor, tile, overlap, chunk=self.vae_chunk)
 
     def finish(self, images: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         images = (images.clamp(-1, 1) + 1) / 2
