@@ -3,15 +3,18 @@ and skipped over, exit 7 at the end, and our own outputs never taken as inputs."
 
 from __future__ import annotations
 
+import io
 import json
 import sys
 from pathlib import Path
 
 import pytest
 from conftest import decode_all, make_clip
+from rich.console import Console
 
 from vsrup import cli, models
-from vsrup.batch import plan_jobs
+from vsrup.batch import Outcome, plan_jobs, report_summary
+from vsrup.progress import RichReporter
 
 
 def run_cli(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
@@ -175,3 +178,20 @@ def test_plan_skips_hidden_partial_and_non_video_files(folder, tmp_path):
     jobs = plan_jobs([folder], tmp_path / "o", suffix="")
     names = [str(j.source.relative_to(folder)) for j in jobs]
     assert names == ["a.mp4", "sub/b.mkv", "sub/broken.mp4", "sub/deeper/c.mov"]
+
+
+def test_terminal_summary_is_a_table_of_every_file():
+    reporter = RichReporter()
+    reporter.console = Console(file=io.StringIO(), width=160)
+    outcomes = [
+        Outcome(Path("in/a.mp4"), Path("out/a.mp4"), "done", frames=5, seconds=1.5),
+        Outcome(Path("in/b.mp4"), Path("out/b.mp4"), "skipped", error="output exists"),
+        Outcome(Path("in/c.mp4"), Path("out/c.mp4"), "failed", error="not a readable video", exit_code=3),
+    ]
+    report_summary(outcomes, reporter)
+    reporter.close()
+    rows = reporter.console.file.getvalue().splitlines()
+    assert "1 done, 1 skipped, 1 failed" in rows[0]
+    assert [r.split()[1] for r in rows if "in/" in r] == ["done", "skipped", "failed"]
+    assert any("1.5s" in r and "in/a.mp4" in r for r in rows)
+    assert any("not a readable video" in r and "in/c.mp4" in r for r in rows)

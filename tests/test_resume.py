@@ -20,6 +20,7 @@ from vsrup import cli, models, resume
 from vsrup.batch import plan_jobs
 from vsrup.engine import Upscaler, UpscaleSettings
 from vsrup.models.bicubic import Bicubic
+from vsrup.progress import Reporter
 from vsrup.video import EncodeSettings
 
 TESTS = Path(__file__).resolve().parent
@@ -194,3 +195,51 @@ def test_batch_never_takes_resume_folders_as_inputs(tmp_path):
     leftover.mkdir()
     make_clip(leftover / "00000.mp4", frames=2)
     assert [j.source.name for j in plan_jobs([tmp_path], tmp_path / "out")] == ["a.mp4"]
+
+
+def test_crash_while_joining_reruns_only_the_join(tmp_path, monkeypatch):
+    clip = make_clip(tmp_path / "in.mkv", frames=12)
+    target = tmp_path / "out.mkv"
+    monkeypatch.setitem(models._LOADERS, "window-dependent", lambda scale, *_: WindowDependent(scale))
+    monkeypatch.setattr(WindowDependent, "delay", 0.0)
+
+    def crash(*args):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr("vsrup.segments.concat_segments", crash)
+        with pytest.raises(KeyboardInterrupt):
+            Upscaler(settings(resume=True, segment_frames=5)).upscale_file(clip, target)
+    assert [s["frames"] for s in manifest_segments(target)] == [5, 5, 2] and not target.exists()
+    WindowDependent.calls = 0
+    reporter = _Recorder()
+    result = Upscaler(settings(resume=True, segment_frames=5)).upscale_file(clip, target, reporter)
+    assert WindowDependent.calls == 0  # every frame was already in a finished segment
+    assert result.frames == 12 and len(decode_all(target)[0]) == 12
+    assert reporter.messages == ["in.mkv: resuming after 12 finished frames"]
+
+
+class _Recorder(Reporter):
+    def __init__(self) -> None:
+        super().__init__()
+        self.messages: list[str] = []
+
+    def message(self, text: str) -> None:
+        self.messages.append(text)
+
+
+def test_unfinished_work_is_pointed_out_when_resume_is_not_given(tmp_path, monkeypatch):
+    clip = make_clip(tmp_path / "in.mkv", frames=6)
+    target = tmp_path / "out.mkv"
+    _interrupt_after_two_segments(monkeypatch)
+    with pytest.raises(KeyboardInterrupt):
+        Upscaler(UpscaleSettings(model="bicubic", scale=2, resume=True, segment_frames=2)).upscale_file(
+            clip, target
+        )
+    monkeypatch.undo()
+    reporter = _Recorder()
+    Upscaler(UpscaleSettings(model="bicubic", scale=2)).upscale_file(clip, target, reporter)
+    assert reporter.messages == [
+        f"note: {resume.work_folder(target)} holds unfinished work for this output; --resume would use it"
+    ]
+    assert len(decode_all(target)[0]) == 6
