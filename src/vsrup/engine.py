@@ -24,7 +24,7 @@ from vsrup.devices import is_out_of_memory, resolve_device, resolve_dtype
 from vsrup.errors import DeviceError, InputError, OutputError, UsageError
 from vsrup.progress import Reporter
 from vsrup.threads import BackgroundSink, prefetch
-from vsrup.video import EncodeSettings, Frame, VideoInfo, VideoWriter, choose_codec, probe
+from vsrup.video import EncodeSettings, Frame, VideoInfo, VideoWriter, choose_codec, probe, read_frames
 from vsrup.windows import TemporalBlender, Window, check_window, sliding_windows
 
 SCALES = (2, 4)
@@ -129,6 +129,21 @@ class Upscaler:
         reporter.finish("done", output=str(target), seconds=round(seconds, 3))
         return FileResult(source, target, frames_written, seconds)
 
+    def _encode(self, info: VideoInfo, writer: VideoWriter, reporter: Reporter, span=segments.WHOLE) -> int:
+        """Stream the video (or `span` of it) into `writer` (encoding in a background thread)."""
+        encoder = BackgroundSink(lambda item: writer.write(*item))
+        try:
+            frames_written = self._stream(info, encoder, reporter, span)
+            encoder.close()
+            writer.close()
+        except BaseException:
+            # Ctrl-C or an error: drop the queued frames at once, release the file, re-raise.
+            with contextlib.suppress(BaseException):
+                encoder.abort()
+            writer.abort()
+            raise
+        return frames_written
+
     def _resume_folder(self, info: VideoInfo, target: Path) -> resume.ResumeFolder:
         """The job's segment folder; the key lists everything the output frames depend on."""
         stat = info.path.stat()
@@ -170,36 +185,19 @@ class Upscaler:
         """The facts the writer sizes its stream by: the input's (a side-by-side compare is wider)."""
         return info
 
-    def _encode(self, info: VideoInfo, writer: VideoWriter, reporter: Reporter, span=segments.WHOLE) -> int:
-        """Stream the video (or `span` of it) into `writer` (encoding in a background thread)."""
-        encoder = BackgroundSink(lambda item: writer.write(*item))
-        try:
-            frames_written = self._stream(info, encoder, reporter, span)
-            encoder.close()
-            writer.close()
-        except BaseException:
-            # Ctrl-C or an error: drop the queued frames at once, release the file, re-raise.
-            with contextlib.suppress(BaseException):
-                encoder.abort()
-            writer.abort()
-            raise
-        return frames_written
-
     def _stream(
         self, info: VideoInfo, encoder: BackgroundSink, reporter: Reporter, span=segments.WHOLE
     ) -> int:
         """The data path: decoded frames → windows → model → blended frames → encoder queue.
 
-        Windows stay on the whole-video grid; for a `span`, decoding starts at the first window that
-        touches it, only the windows that touch it run, and only its frames are written."""
-        first, decoded = segments.read_span(info, span, self.window, self.overlap)
-        frames = prefetch(decoded, depth=self.window + 2)
+        Windows stay on the whole-video grid; for a `span`, only the windows that touch it run and
+        only its frames are written (the others are decoded and dropped)."""
+        frames = prefetch(read_frames(info), depth=self.window + 2)
         blender = TemporalBlender()
         timing: dict[int, Frame] = {}  # frames decoded but not yet written, for their pts
         written = 0
         with contextlib.closing(frames):  # stops the decode thread at once, also on errors
-            windows = sliding_windows(frames, self.window, self.overlap)
-            for window in segments.on_grid(windows, first, self.overlap):
+            for window in sliding_windows(frames, self.window, self.overlap):
                 if span.is_before(window.end):
                     continue
                 if span.is_after(window.start):
@@ -272,14 +270,10 @@ def to_tensor(images: list[np.ndarray], device: torch.device, dtype: torch.dtype
 
 
 def to_image(frame: torch.Tensor, dtype: np.dtype) -> np.ndarray:
-    """(3, H, W) floats in [0, 1] → (H, W, 3) uint8 or uint16 for the encoder.
-
-    Rounding and narrowing happen on the frame's device: from a GPU a uint8 frame crosses the bus
-    in a quarter of the bytes of a float one, and the host does no per-pixel float work."""
+    """(3, H, W) floats in [0, 1] → (H, W, 3) uint8 or uint16 for the encoder."""
     peak = 65535.0 if dtype == np.uint16 else 255.0
-    narrow = torch.uint8 if dtype == np.uint8 else torch.int32  # torch has no general uint16 ops
-    scaled = (frame.float().clamp(0, 1) * peak).round().to(narrow).permute(1, 2, 0).cpu()
-    return scaled.numpy().astype(dtype, copy=False)
+    scaled = (frame.float().clamp(0, 1) * peak).round().permute(1, 2, 0).cpu()
+    return scaled.to(torch.int32).numpy().astype(dtype)
 
 
 def check_output(source: Path, target: Path, overwrite: bool) -> None:
