@@ -11,6 +11,7 @@ the uninterrupted run bit for bit. A run directory holds:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import platform
@@ -225,6 +226,8 @@ def train(
         "settings": asdict(s),
         "val_gain_db_train_clips": round(gain, 3),
     }
+    if s.init:  # the warm start is part of the recipe: pin exactly which weights it was
+        training["init_sha256"] = hashlib.sha256(Path(s.init).read_bytes()).hexdigest()
     model.eval()
     save_tiny(model, Path(s.out), {"training": training})
     return training
