@@ -62,3 +62,13 @@ def test_each_frame_is_upscaled_on_its_own():
     assert together.shape == (3, 3, 32, 48)
     torch.testing.assert_close(together[1:2], alone, atol=1e-9, rtol=1e-9)
     assert (together[0] - together[1]).abs().max() > 1e-3  # different frames, different outputs
+
+
+@torch.no_grad()
+def test_vae_steps_are_the_scaled_posterior_mean_and_decoder():
+    model = tiny_osediff()
+    cond = model.prepare(torch.rand(2, 3, 8, 8))
+    assert cond.shape == (2, 3, 32, 32) and cond.min() >= -1 and cond.max() <= 1
+    latents = model.encode(cond)
+    torch.testing.assert_close(latents, model.vae.encode(cond).latent_dist.mean * 0.18215)
+    torch.testing.assert_close(model.decode(latents), model.vae.decode(latents / 0.18215).sample)
