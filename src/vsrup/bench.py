@@ -691,3 +691,39 @@ if __name__ == "__main__":
         "usage: python -m vsrup.bench --one SPEC_JSON  (use `vsrup bench` for the benchmark)", file=sys.stderr
     )
     sys.exit(2)
+
+
+def to_markdown(report: dict) -> str:
+    """A short markdown summary of one report (for benchmarks/results/)."""
+    inp, out, up = report["input"], report["output"], report["upscale"]
+    machine = report["machine"]
+    lines = [
+        f"**{report['options']['model']} ×{report['options']['scale']}**, {inp['width']}x{inp['height']} → "
+        f"{out['width']}x{out['height']}, {inp['frames']} frames, {up['device']} {up['dtype']}, "
+        f"window {up['window']} / overlap {up['overlap']} / tile {up['tile']}; {machine['cpu']}, "
+        f"{machine['cores']} cores, load {machine['load_avg_1m_5m_15m']} at {machine['time_utc']}",
+        "",
+        "| run | frames | fps | peak RSS MiB | vs floor |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    floor_fps = report.get("floor", {}).get("fps")
+    for name, key in (("upscale (model)", "upscale"), ("upscale (bicubic floor)", "floor"),
+                      ("decode only", "decode"), ("encode only", "encode")):  # fmt: skip
+        run = report.get(key)
+        if run:
+            vs = f"{run['fps'] / floor_fps:.3f}×" if floor_fps and key in ("upscale", "floor") else ""
+            lines.append(
+                f"| {name} | {run['frames']} | {run['fps']:.3f} | {run['peak_rss_mib']:.0f} | {vs} |"
+            )
+    if "stages" in report:
+        ms = report["stages"]["ms_per_frame"]
+        steps = ", ".join(f"{k} {v:.1f}" for k, v in ms.items() if k not in ("total",))
+        lines += ["", f"Model stages, ms per frame on one window of {report['stages']['frames']}: {steps}."]
+    if "length" in report:
+        ln = report["length"]
+        lines += [
+            "",
+            f"Memory vs length: {ln['short_frames']} frames → {ln['short_peak_rss_mib']:.0f} MiB peak RSS, "
+            f"{ln['long_frames']} frames → {ln['long_peak_rss_mib']:.0f} MiB (×{ln['peak_rss_ratio']:.3f}).",
+        ]
+    return "\n".join(lines) + "\n"

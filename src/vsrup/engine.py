@@ -131,7 +131,7 @@ class Upscaler:
 
     def _encode(self, info: VideoInfo, writer: VideoWriter, reporter: Reporter, span=segments.WHOLE) -> int:
         """Stream the video (or `span` of it) into `writer` (encoding in a background thread)."""
-        encoder = BackgroundSink(lambda item: writer.write(*item))
+        encoder = BackgroundSink(lambda item: writer.write(item[0], item[1], host_array(item[2])))
         try:
             frames_written = self._stream(info, encoder, reporter, span)
             encoder.close()
@@ -215,7 +215,7 @@ class Upscaler:
         return self._emit(frame, image, encoder, info) if span.keeps(frame.index) else 0
 
     def _emit(self, frame: Frame, image: torch.Tensor, encoder: BackgroundSink, info: VideoInfo) -> int:
-        encoder.put((frame.pts, frame.duration, to_image(image, frame.image.dtype)))
+        encoder.put((frame.pts, frame.duration, to_host(image, frame.image.dtype)))
         return 1
 
     def _run_model(self, window: Window[Frame]) -> torch.Tensor:
@@ -270,10 +270,43 @@ def to_tensor(images: list[np.ndarray], device: torch.device, dtype: torch.dtype
 
 
 def to_image(frame: torch.Tensor, dtype: np.dtype) -> np.ndarray:
-    """(3, H, W) floats in [0, 1] → (H, W, 3) uint8 or uint16 for the encoder."""
+    """(3, H, W) floats in [0, 1] → (H, W, 3) uint8 or uint16 for the encoder.
+
+    Rounding and narrowing happen on the frame's device: from a GPU a uint8 frame crosses the bus
+    in a quarter of the bytes of a float one, and the host does no per-pixel float work."""
     peak = 65535.0 if dtype == np.uint16 else 255.0
-    scaled = (frame.float().clamp(0, 1) * peak).round().permute(1, 2, 0).cpu()
-    return scaled.to(torch.int32).numpy().astype(dtype)
+    narrow = torch.uint8 if dtype == np.uint8 else torch.int32  # torch has no general uint16 ops
+    scaled = (frame.float().clamp(0, 1) * peak).round().to(narrow).permute(1, 2, 0).cpu()
+    return scaled.numpy().astype(dtype, copy=False)
+
+
+class HostImage:
+    """A frame on its way from the GPU: a non-blocking copy into pinned host memory, and the event
+    that marks its end. The encoder thread waits for it, so the main thread can queue the next
+    window on the GPU instead of waiting for each frame to cross the bus."""
+
+    def __init__(self, frame: torch.Tensor, dtype: np.dtype) -> None:
+        peak = 65535.0 if dtype == np.uint16 else 255.0
+        narrow = torch.uint8 if dtype == np.uint8 else torch.int32
+        image = (frame.float().clamp(0, 1) * peak).round().to(narrow).permute(1, 2, 0).contiguous()
+        self.host = torch.empty(image.shape, dtype=narrow, pin_memory=True)
+        self.host.copy_(image, non_blocking=True)
+        self.done = torch.cuda.Event()
+        self.done.record()
+        self.dtype = dtype
+
+    def array(self) -> np.ndarray:
+        self.done.synchronize()
+        return self.host.numpy().astype(self.dtype, copy=False)
+
+
+def to_host(frame: torch.Tensor, dtype: np.dtype) -> np.ndarray | HostImage:
+    """`to_image`, except that a CUDA frame is copied without waiting (see `HostImage`)."""
+    return HostImage(frame, dtype) if frame.device.type == "cuda" else to_image(frame, dtype)
+
+
+def host_array(image: np.ndarray | HostImage) -> np.ndarray:
+    return image.array() if isinstance(image, HostImage) else image
 
 
 def check_output(source: Path, target: Path, overwrite: bool) -> None:
