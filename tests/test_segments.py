@@ -5,10 +5,11 @@ from __future__ import annotations
 from fractions import Fraction
 from pathlib import Path
 
+import av
 import numpy as np
 import pytest
 import torch
-from conftest import decode_all, make_clip, packet_bytes
+from conftest import decode_all, make_clip, packet_bytes, pattern
 
 from vsrup import models, segments
 from vsrup.engine import Upscaler, UpscaleSettings
@@ -131,8 +132,6 @@ def test_a_segment_with_h264_keeps_exact_timestamps_of_its_frames(tmp_path):
 
 
 def _tb(path: Path) -> Fraction:
-    import av
-
     with av.open(str(path)) as c:
         return c.streams.video[0].time_base
 
@@ -193,3 +192,48 @@ def test_h264_mp4_segments_joined_match_a_whole_run_within_encoder_noise(tmp_pat
     with pytest.raises(InputError):  # out of order: caught, not a broken file
         segments.join(src, parts[::-1], tmp_path / "bad.mp4")
     assert not (tmp_path / "bad.mp4").exists()
+
+
+def keyframed_clip(path: Path, frames: int, gop: int) -> Path:
+    """An H.264 clip with B-frames and a keyframe every `gop` frames, so that seeking has choices."""
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=25, options={"keyint": str(gop), "min-keyint": str(gop)})
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for i in range(frames):
+            frame = av.VideoFrame.from_ndarray(pattern(i, 64, 48), format="rgb24").reformat(format="yuv420p")
+            frame.pts = i
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+    return path
+
+
+def test_a_late_segment_seeks_to_a_keyframe_instead_of_decoding_from_the_start(tmp_path, monkeypatch):
+    src = keyframed_clip(tmp_path / "gop.mp4", frames=30, gop=6)
+    info = probe(src)
+    all_pts, all_images = decode_all(src)
+    decoded_from_start = []
+    original = segments.read_frames
+    monkeypatch.setattr(segments, "read_frames", lambda i: decoded_from_start.append(1) or original(i))
+    first, frames = segments.read_span(info, FrameRange(21, 26), size=4, overlap=2)
+    frames = list(frames)
+    assert first == 18  # window 9 (frames 18–21) is the first that holds frame 21
+    assert [f.index for f in frames] == list(range(18, 30))
+    assert [f.pts for f in frames] == all_pts[18:]
+    assert all(np.array_equal(f.image, image) for f, image in zip(frames, all_images[18:], strict=True))
+    assert decoded_from_start == []  # the seek landed; no fallback to a full decode
+    # And through the engine: the segment equals those frames of a whole run, bit for bit.
+    up = upscaler("test-temporal", window=4, overlap=2)
+    whole = decode_all(up.upscale_file(src, tmp_path / "whole.mkv").output)
+    part = decode_all(up.upscale_file(src, tmp_path / "part.mkv", frame_range=FrameRange(21, 26)).output)
+    assert part[0] == whole[0][21:26]
+    assert all(np.array_equal(a, b) for a, b in zip(part[1], whole[1][21:26], strict=True))
+
+
+def test_a_seek_that_lands_wrong_falls_back_to_decoding_from_the_start(tmp_path, monkeypatch):
+    src = keyframed_clip(tmp_path / "gop.mp4", frames=14, gop=4)
+    real = segments.video_pts(src)
+    monkeypatch.setattr(segments, "video_pts", lambda path: [p + 1 for p in real])  # lies
+    first, frames = segments.read_span(probe(src), FrameRange(9, 12), size=4, overlap=2)
+    frames = list(frames)
+    assert first == 6 and [f.index for f in frames] == list(range(6, 14))  # window 3 holds frame 9
+    assert [f.pts for f in frames] == real[6:]

@@ -24,7 +24,7 @@ from vsrup.devices import is_out_of_memory, resolve_device, resolve_dtype
 from vsrup.errors import DeviceError, InputError, OutputError, UsageError
 from vsrup.progress import Reporter
 from vsrup.threads import BackgroundSink, prefetch
-from vsrup.video import EncodeSettings, Frame, VideoInfo, VideoWriter, choose_codec, probe, read_frames
+from vsrup.video import EncodeSettings, Frame, VideoInfo, VideoWriter, choose_codec, probe
 from vsrup.windows import TemporalBlender, Window, check_window, sliding_windows
 
 SCALES = (2, 4)
@@ -190,14 +190,16 @@ class Upscaler:
     ) -> int:
         """The data path: decoded frames → windows → model → blended frames → encoder queue.
 
-        Windows stay on the whole-video grid; for a `span`, only the windows that touch it run and
-        only its frames are written (the others are decoded and dropped)."""
-        frames = prefetch(read_frames(info), depth=self.window + 2)
+        Windows stay on the whole-video grid; for a `span`, decoding starts at the first window that
+        touches it, only the windows that touch it run, and only its frames are written."""
+        first, decoded = segments.read_span(info, span, self.window, self.overlap)
+        frames = prefetch(decoded, depth=self.window + 2)
         blender = TemporalBlender()
         timing: dict[int, Frame] = {}  # frames decoded but not yet written, for their pts
         written = 0
         with contextlib.closing(frames):  # stops the decode thread at once, also on errors
-            for window in sliding_windows(frames, self.window, self.overlap):
+            windows = sliding_windows(frames, self.window, self.overlap)
+            for window in segments.on_grid(windows, first, self.overlap):
                 if span.is_before(window.end):
                     continue
                 if span.is_after(window.start):

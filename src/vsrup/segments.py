@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import av
@@ -24,14 +24,19 @@ import av
 from vsrup.errors import InputError, OutputError, UsageError
 from vsrup.video import (
     EncodeSettings,
+    Frame,
     VideoInfo,
     VideoWriter,
+    _color_range,
     _muxer_for,
     _open_input,
     _Passthrough,
     _reason,
     choose_codec,
+    read_frames,
+    rgb_matrix,
 )
+from vsrup.windows import Window
 
 # Segment files made by a parallel run: NUT keeps every timestamp exact in any time base (Matroska
 # rounds to milliseconds) and holds any codec, so the final container is chosen only at the end.
@@ -142,6 +147,67 @@ def video_pts(path: Path) -> list[int]:
     if any(p is None for p in pts):
         raise InputError(f"{path} has video packets without timestamps; give frame indices (120f)")
     return sorted(pts)
+
+
+def read_span(info: VideoInfo, span: FrameRange, size: int, overlap: int) -> tuple[int, Iterator[Frame]]:
+    """(first, frames): the frames a run of `span` needs, decoded from `first` on, the start of the
+    first window that touches the span. Decoding seeks to the keyframe before it rather than
+    decoding the video from the start, so a late segment costs no more than an early one."""
+    if span.start == 0:
+        return 0, read_frames(info)
+    first = window_span(span.start, span.start + 1, size, overlap)[0]
+    return first, _frames_from(info, first) if first else read_frames(info)
+
+
+def on_grid(windows: Iterable[Window], first: int, overlap: int) -> Iterator[Window]:
+    """Windows over frames decoded from `first` on, placed back on the whole-video grid (a window
+    after frame 0 shares `overlap` frames with the one before, decoded or not)."""
+    for window in windows:
+        yield replace(
+            window, start=window.start + first, shared_before=overlap if window.start + first else 0
+        )
+
+
+class _SeekMiss(Exception):
+    """The frames after a seek are not the ones the packet timestamps promised."""
+
+
+def _frames_from(info: VideoInfo, first: int) -> Iterator[Frame]:
+    """Frames `first`, `first + 1`, … by seeking; if the seek does not land where the packets say
+    it should (odd files), decode from the start and skip instead: slower, never wrong."""
+    next_index = first
+    try:
+        for frame in _seek_frames(info, first):
+            yield frame
+            next_index = frame.index + 1
+    except _SeekMiss:
+        for frame in read_frames(info):
+            if frame.index >= next_index:
+                yield frame
+
+
+def _seek_frames(info: VideoInfo, first: int) -> Iterator[Frame]:
+    pts = video_pts(info.path)
+    if first >= len(pts):
+        return
+    rgb_format = "rgb48le" if info.bit_depth > 8 else "rgb24"
+    matrix, color_range = rgb_matrix(info), _color_range(info)
+    with _open_input(info.path) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        try:
+            container.seek(pts[first], stream=stream, backward=True, any_frame=False)
+            index = first
+            for frame in container.decode(stream):
+                if frame.pts is not None and frame.pts < pts[first]:
+                    continue  # from the keyframe up to the first frame we need
+                if index >= len(pts) or frame.pts != pts[index]:
+                    raise _SeekMiss(index)
+                image = frame.reformat(format=rgb_format, src_colorspace=matrix, src_color_range=color_range)
+                yield Frame(index, frame.pts, frame.duration, image.to_ndarray())
+                index += 1
+        except av.error.FFmpegError as exc:
+            raise _SeekMiss(str(exc)) from None
 
 
 def resolve_range(info: VideoInfo, start: str | None, end: str | None) -> FrameRange:
