@@ -1,5 +1,6 @@
 """Legal but awkward inputs come out right: odd sizes, rotation, variable frame rate, no frame count
-in the header, one frame, several audio tracks, and subtitles the output container cannot hold."""
+in the header, one frame, several audio tracks, and subtitles the output container cannot hold
+(text is converted, anything else dropped with a warning)."""
 
 from __future__ import annotations
 
@@ -137,15 +138,46 @@ def test_all_audio_tracks_and_subtitles_copied_byte_exact(tmp_path, upscaler):
     assert packets_by_stream(out, "subtitle") == [[b"Hello", b"World"]]
 
 
-def test_subtitles_mp4_cannot_hold_are_dropped_with_a_warning(tmp_path, upscaler, caplog):
+def subtitle_cues(path: Path) -> list[tuple[float, float, str]]:
+    """(start s, duration s, text) of every cue of the first subtitle stream."""
+    with av.open(str(path)) as c:
+        stream = c.streams.subtitles[0]
+        cues = []
+        for packet in c.demux(stream):
+            for cue in stream.codec_context.decode(packet) if packet.size else []:
+                text = cue.ass.decode().split(",", 8)[-1]
+                cues.append(
+                    (float(packet.pts * packet.time_base), float(packet.duration * packet.time_base), text)
+                )
+        return cues
+
+
+def test_srt_subtitles_become_mov_text_in_mp4(tmp_path, upscaler, caplog):
     rich = make_rich_mkv(tmp_path)
     out = tmp_path / "out.mp4"
     with caplog.at_level(logging.WARNING):
         result = upscaler.upscale_file(rich, out)
     assert result.frames == 10
-    assert streams_of(out) == ["video", "audio", "audio"]
+    with av.open(str(out)) as c:
+        assert [(s.type, s.codec_context.name) for s in c.streams][:2] == [
+            ("video", "h264"),
+            ("subtitle", "mov_text"),
+        ]
+    assert streams_of(out) == ["video", "subtitle", "audio", "audio"]
+    assert subtitle_cues(rich) == [(0.0, 0.2, "Hello"), (0.24, 0.14, "World")]
+    assert subtitle_cues(out) == subtitle_cues(rich)  # same text at the same times
     assert packets_by_stream(out, "audio") == packets_by_stream(rich, "audio")
-    assert "dropping subtitle stream 1 (srt): a .mp4 file cannot hold it" in caplog.text
+    assert "converting subtitle stream 1 to mov_text for .mp4" in caplog.text
+
+
+def test_subtitles_a_container_cannot_hold_at_all_are_dropped_with_a_warning(tmp_path, upscaler, caplog):
+    rich = make_rich_mkv(tmp_path)
+    out = tmp_path / "out.avi"
+    with caplog.at_level(logging.WARNING):
+        result = upscaler.upscale_file(rich, out)
+    assert result.frames == 10 and len(decode_all(out)[0]) == 10
+    assert streams_of(out) == ["video", "audio", "audio"]
+    assert "dropping subtitle stream 1 (srt): a .avi file cannot hold it" in caplog.text
 
 
 def test_audio_the_container_cannot_hold_is_refused_before_any_work(tmp_path, upscaler):
