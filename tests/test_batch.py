@@ -14,6 +14,7 @@ from rich.console import Console
 
 from vsrup import cli, models
 from vsrup.batch import Outcome, plan_jobs, report_summary
+from vsrup.engine import Upscaler
 from vsrup.progress import RichReporter
 
 
@@ -195,3 +196,32 @@ def test_terminal_summary_is_a_table_of_every_file():
     assert [r.split()[1] for r in rows if "in/" in r] == ["done", "skipped", "failed"]
     assert any("1.5s" in r and "in/a.mp4" in r for r in rows)
     assert any("not a readable video" in r and "in/c.mp4" in r for r in rows)
+
+
+def test_ctrl_c_stops_the_batch_and_still_summarises_what_was_done(folder, tmp_path, monkeypatch, capsys):
+    real = Upscaler.upscale_file
+
+    def stop_on_b(self, source, target, reporter=None, *args):
+        if Path(source).name == "b.mkv":
+            raise KeyboardInterrupt
+        return real(self, source, target, reporter, *args)
+
+    monkeypatch.setattr(Upscaler, "upscale_file", stop_on_b)
+    out = tmp_path / "out"
+    code, stdout, err = run_cli(
+        monkeypatch,
+        capsys,
+        "upscale",
+        str(folder),
+        str(out),
+        "-m",
+        "bicubic",
+        "-s",
+        "2",
+        "--progress",
+        "json",
+    )
+    assert code == 130 and "interrupted" in err
+    summary = events(stdout)[-1]
+    assert summary["event"] == "summary" and (summary["done"], summary["failed"]) == (1, 0)
+    assert tree(out) == ["a.mp4"]

@@ -110,7 +110,12 @@ def upscale_paths(
     if single:
         result = upscaler.upscale_file(inputs[0], target, reporter)
         return [Outcome(inputs[0], target, "done", frames=result.frames, seconds=result.seconds)]
-    outcomes = run_batch(upscaler, jobs, reporter, skip_existing)
+    outcomes: list[Outcome] = []
+    try:
+        run_batch(upscaler, jobs, reporter, skip_existing, outcomes)
+    except KeyboardInterrupt:
+        report_summary(outcomes, reporter)  # what the batch finished before it was stopped
+        raise
     report_summary(outcomes, reporter)
     raise_if_failed(outcomes)
     return outcomes
@@ -163,12 +168,19 @@ def _drop_own_outputs(jobs: list[Job]) -> list[Job]:
     return kept
 
 
-def run_batch(upscaler, jobs: list[Job], reporter: Reporter, skip_existing: bool = False) -> list[Outcome]:
+def run_batch(
+    upscaler,
+    jobs: list[Job],
+    reporter: Reporter,
+    skip_existing: bool = False,
+    outcomes: list[Outcome] | None = None,
+) -> list[Outcome]:
     """Upscale every job with one loaded model; a failed file is recorded and the batch goes on.
 
-    Ctrl-C stops the whole batch (the file in progress leaves nothing behind, as always).
+    Each outcome is appended to `outcomes` as it happens, so a caller still has them when Ctrl-C
+    stops the whole batch (the file in progress leaves nothing behind, as always).
     """
-    outcomes = []
+    outcomes = [] if outcomes is None else outcomes
     for job in jobs:
         if skip_existing and job.target.exists():
             outcome = Outcome(job.source, job.target, "skipped", error="output exists")
