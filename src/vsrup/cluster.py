@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import tempfile
 import time
+import uuid
 from dataclasses import replace
 from pathlib import Path
 
@@ -54,7 +55,7 @@ def connect(address: str | None = None):
 class SegmentWorker:
     """A Ray actor: one device, the model loaded once, segments upscaled on request."""
 
-    def __init__(self, settings, device: str, threads: int | None, progress=None) -> None:
+    def __init__(self, settings, device: str, threads: int | None, progress: str | None = None) -> None:
         import torch
 
         from vsrup.engine import Upscaler
@@ -68,7 +69,8 @@ class SegmentWorker:
             self.error = exc
         self.folder = Path(tempfile.mkdtemp(prefix="vsrup-ray-"))
         self.inputs: dict[str, Path] = {}
-        self.progress = progress
+        self.progress_name = progress
+        self.progress = None
 
     def run(self, task: tuple, source_ref: list, first: int, stop: int, encode) -> tuple[int, bytes]:
         """Upscale frames [first, stop) of the input of `task` (file, segment) into a segment; return
@@ -84,6 +86,10 @@ class SegmentWorker:
             self.inputs[key] = path
         target = self.folder / f"segment{segments.SEGMENT_EXT}"
         self.upscaler.settings.encode = encode
+        if self.progress is None and self.progress_name:
+            import ray
+
+            self.progress = ray.get_actor(self.progress_name)
         reporter = _RayReporter(self.progress, task)
         try:
             span = segments.FrameRange(first, stop)
@@ -100,13 +106,13 @@ class SegmentWorker:
 class _RayReporter(Reporter):
     """Sends a worker's progress, tagged with its task, to the driver through a Ray queue."""
 
-    def __init__(self, progress, task: tuple) -> None:
+    def __init__(self, progress, task: tuple) -> None:  # progress: the Ray queue's actor
         super().__init__()
         self.progress, self.task = progress, task
 
     def advance(self, frames: int, stage: str = "upscale") -> None:
         if self.progress is not None and frames:
-            self.progress.put_nowait((self.task, frames))
+            self.progress.put_nowait.remote((self.task, frames))  # fire and forget
 
 
 def _maybe_crash() -> None:
@@ -135,8 +141,11 @@ def upscale_ray(
     ray = connect(address)
     from ray.util.queue import Queue
 
-    progress = Queue(actor_options={"num_cpus": 0})  # must not take a CPU a worker needs
-    actors = start_actors(ray, settings, progress)
+    # Workers find the progress queue by name: an actor handle as a constructor argument lives in
+    # the object store, and Ray warns that a restarted actor could lose it.
+    progress_name = f"vsrup-progress-{uuid.uuid4().hex}"
+    progress = Queue(actor_options={"num_cpus": 0, "name": progress_name})  # no CPU a worker needs
+    actors = start_actors(ray, settings, progress_name)
     try:
         outcomes, works = plan_files(jobs, settings, len(actors) * per_worker, single, skip_existing)
         reporter.start(jobs[0].source.name if single else f"{len(works)} files", sum(w.frames for w in works))
