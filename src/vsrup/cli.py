@@ -502,7 +502,8 @@ def bench_command(
 def main() -> None:
     """Console entry point: one-line errors with distinct exit codes."""
     try:
-        app(standalone_mode=False)
+        # Not standalone, the parser *returns* the code of an in-command exit instead of raising.
+        code = app(standalone_mode=False)
     except VsrupError as exc:
         _fail(exc, exc)
     except KeyboardInterrupt as exc:
@@ -518,6 +519,10 @@ def main() -> None:
         _fail(
             exc, VsrupError(f"internal error: {type(exc).__name__}: {exc} (rerun with --debug for details)")
         )
+    if code == Interrupted.exit_code:
+        _fail(KeyboardInterrupt(), Interrupted("interrupted; no partial output was left behind"))
+    if isinstance(code, int) and code:
+        sys.exit(code)
 
 
 def _fail(original: BaseException, error: VsrupError) -> None:
