@@ -30,6 +30,7 @@ RETRIES = 3  # restarts of a dead actor, and retries of the task it was running
 # yet creates it and kills its own process, to prove that a lost worker is retried.
 CRASH_ONCE_ENV = "VSRUP_TEST_CRASH_ONCE"
 _POLL_S = 0.2
+KEEP_INPUTS = 2  # input files an actor keeps on its disk (files are handed out in order)
 
 
 def import_ray():
@@ -81,6 +82,8 @@ class SegmentWorker:
         if key not in self.inputs:
             import ray
 
+            if len(self.inputs) >= KEEP_INPUTS:  # the oldest: its segments are all handed out
+                self.inputs.pop(next(iter(self.inputs))).unlink(missing_ok=True)
             path = self.folder / f"input{key}"
             path.write_bytes(ray.get(source_ref[0]))
             self.inputs[key] = path
@@ -145,8 +148,9 @@ def upscale_ray(
     # the object store, and Ray warns that a restarted actor could lose it.
     progress_name = f"vsrup-progress-{uuid.uuid4().hex}"
     progress = Queue(actor_options={"num_cpus": 0, "name": progress_name})  # no CPU a worker needs
-    actors = start_actors(ray, settings, progress_name)
+    actors = []
     try:
+        actors = start_actors(ray, settings, progress_name)
         outcomes, works = plan_files(jobs, settings, len(actors) * per_worker, single, skip_existing)
         reporter.start(jobs[0].source.name if single else f"{len(works)} files", sum(w.frames for w in works))
         started = time.perf_counter()
@@ -204,19 +208,21 @@ def _run(ray, actors: list, works: list, settings, reporter: Reporter, progress)
     """Hand segments to idle actors until all are done; each file ships to the cluster once."""
     from vsrup.parallel import segment_settings
 
-    tasks, refs, encodes = [], {}, {}
-    for w_index, work in enumerate(works):
-        refs[w_index] = ray.put(work.job.source.read_bytes())
-        encodes[w_index] = segment_settings(settings, work.job.target).encode
-        tasks += [(w_index, s_index) for s_index in range(len(work.ranges))]
+    tasks = [(w, s) for w, work in enumerate(works) for s in range(len(work.ranges))]
     tasks.reverse()  # pop() from the end: files and segments in order
+    # A file enters the object store when its first segment is handed out and leaves it when its
+    # last one is back, so a big batch never holds more than a few files there at once.
+    refs, left = {}, {w: len(work.ranges) for w, work in enumerate(works)}
     meter = _Meter(works, reporter)
     idle, running = list(actors), {}
     while tasks or running:
         while tasks and idle:
             task, actor = tasks.pop(), idle.pop()
-            span = works[task[0]].ranges[task[1]]
-            future = actor.run.remote(task, [refs[task[0]]], span.start, span.stop, encodes[task[0]])
+            work = works[task[0]]
+            if task[0] not in refs:
+                refs[task[0]] = ray.put(work.job.source.read_bytes())
+            span, encode = work.ranges[task[1]], segment_settings(settings, work.job.target).encode
+            future = actor.run.remote(task, [refs[task[0]]], span.start, span.stop, encode)
             running[future] = (actor, task)
         ready, _ = ray.wait(list(running), num_returns=1, timeout=_POLL_S)
         meter.drain(progress)
@@ -225,14 +231,19 @@ def _run(ray, actors: list, works: list, settings, reporter: Reporter, progress)
         actor, task = running.pop(ready[0])
         idle.append(actor)
         work = works[task[0]]
+        left[task[0]] -= 1
         try:
             frames, data = ray.get(ready[0])
         except Exception as exc:  # noqa: BLE001 - the file fails; the others go on
             work.error = work.error or _as_vsrup_error(exc)
-            tasks = [t for t in tasks if t[0] != task[0]]  # its other segments are pointless now
-            continue
-        work.segment_path(task[1]).write_bytes(data)
-        meter.complete(task, frames)
+            dropped = [t for t in tasks if t[0] == task[0]]  # its other segments are pointless now
+            tasks = [t for t in tasks if t[0] != task[0]]
+            left[task[0]] -= len(dropped)
+        else:
+            work.segment_path(task[1]).write_bytes(data)
+            meter.complete(task, frames)
+        if left[task[0]] == 0:
+            refs.pop(task[0], None)
 
 
 class _Meter:

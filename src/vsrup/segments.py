@@ -127,7 +127,7 @@ def plan_segments(frames: int, parts: int, size: int, overlap: int) -> list[Fram
     """Cut frames [0, frames) into at most `parts` contiguous ranges of near-equal length.
 
     Cuts fall on window starts, where a cut costs one extra window (the one that ends inside the
-    overlap); a range is never shorter than one window stride.
+    overlap); every range but the last holds at least one window stride.
     """
     if frames <= 0:
         raise InputError("the video has no frames to split")
