@@ -306,7 +306,13 @@ class _QueueReporter(Reporter):
 
 def _worker(device: str, settings, task_q, event_q, cpu_threads: int) -> None:
     """One device: load the model once, then upscale segments until the queue says stop."""
+    import signal
+
     import torch
+
+    # Ctrl-C reaches the whole process group: the parent alone handles it (it stops the workers and
+    # removes their segment files), so a worker does not print a traceback of its own.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
     from vsrup.engine import Upscaler
 
