@@ -123,3 +123,26 @@ def test_label_touches_only_its_corner():
         changed_left[:20, :64].sum() > 20 and not changed_left[20:].any() and not changed_left[:, 64:].any()
     )
     assert changed_right[:20, 64:].sum() > 20 and not changed_right[:, :64].any()
+
+
+def test_model_panel_is_the_models_output_for_its_window(clip, tmp_path):
+    from vsrup.engine import Upscaler, UpscaleSettings, to_tensor
+    from vsrup.errors import WeightsError
+
+    try:
+        upscaler = Upscaler(UpscaleSettings(scale=4, model="tiny", device="cpu"))
+    except WeightsError:
+        pytest.skip("tiny weights not built")
+    result = make_preview(clip, tmp_path / "t.png", at=0.2, model="tiny", scale=4, device="cpu")
+    image = np.asarray(Image.open(result.path).convert("RGB")).astype(int)
+
+    def panel(name):
+        x, y, w, h = result.boxes[name]
+        return image[y : y + h, x : x + w]
+
+    images, target, _ = decode_around(probe(clip), 0.2, upscaler.window)
+    with torch.inference_mode():
+        expected = upscaler.model.upscale(to_tensor(images, upscaler.device, upscaler.dtype))[target]
+    expected = (expected.clamp(0, 1) * 255).round().permute(1, 2, 0).numpy()
+    assert np.abs(panel("model") - expected).max() <= 1
+    assert np.abs(panel("model") - panel("bicubic")).mean() > 1  # and it is not just bicubic
