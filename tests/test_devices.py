@@ -11,7 +11,7 @@ from conftest import decode_all, make_clip, packet_bytes
 
 from vsrup.engine import Upscaler, UpscaleSettings
 from vsrup.errors import BatchError, DeviceError, UsageError
-from vsrup.parallel import parse_devices, upscale_devices, upscale_parallel
+from vsrup.parallel import CRASH_ONCE_ENV, parse_devices, upscale_devices, upscale_parallel
 from vsrup.progress import JsonReporter
 from vsrup.video import EncodeSettings
 
@@ -72,3 +72,20 @@ def test_a_batch_folder_shares_one_worker_pool_and_records_a_bad_file(tmp_path):
         assert out_pts == ref_pts and len(out_pts) == frames
         assert all(np.array_equal(a, b) for a, b in zip(ref_images, out_images, strict=True))
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.mp4", "b.mkv"]
+
+
+def test_a_worker_that_dies_is_started_again_and_its_segment_retried(tmp_path, monkeypatch):
+    src = make_clip(tmp_path / "in.mkv", frames=10, audio=True)
+    whole = Upscaler(settings()).upscale_file(src, tmp_path / "whole.mkv").output
+    marker = tmp_path / "crashed"
+    monkeypatch.setenv(CRASH_ONCE_ENV, str(marker))  # the first segment kills its worker
+    events = io.StringIO()
+    result = upscale_parallel(src, tmp_path / "out.mkv", settings(), ["cpu"], JsonReporter(events))
+    assert marker.exists() and result.status == "done" and result.frames == 10
+    assert decode_all(result.target)[0] == decode_all(whole)[0]
+    assert all(
+        np.array_equal(a, b) for a, b in zip(decode_all(whole)[1], decode_all(result.target)[1], strict=True)
+    )
+    lines = [json.loads(line) for line in events.getvalue().splitlines()]
+    assert any(e["event"] == "message" and "worker died" in e["text"] for e in lines)
+    assert max(e["frames_done"] for e in lines if e["event"] == "progress") == 10

@@ -22,13 +22,11 @@ from pathlib import Path
 
 from vsrup import segments
 from vsrup.errors import UsageError, VsrupError
+from vsrup.parallel import CRASH_ONCE_ENV, Meter, maybe_crash
 from vsrup.progress import Reporter
 
 LOCAL_CPUS = 2  # a local Ray (no ADDRESS) gets this many CPUs: one actor each
 RETRIES = 3  # restarts of a dead actor, and retries of the task it was running
-# Testing hook: an actor whose first task finds this variable set to a path that does not exist
-# yet creates it and kills its own process, to prove that a lost worker is retried.
-CRASH_ONCE_ENV = "VSRUP_TEST_CRASH_ONCE"
 _POLL_S = 0.2
 KEEP_INPUTS = 2  # input files an actor keeps on its disk (files are handed out in order)
 
@@ -77,7 +75,7 @@ class SegmentWorker:
         """Upscale frames [first, stop) of the input of `task` (file, segment) into a segment; return
         its frame count and bytes. `source_ref` is a one-item list so that Ray fetches the input's
         bytes only when this actor has not cached them yet."""
-        _maybe_crash()
+        maybe_crash()
         key = str(task[0])
         if key not in self.inputs:
             import ray
@@ -116,13 +114,6 @@ class _RayReporter(Reporter):
     def advance(self, frames: int, stage: str = "upscale") -> None:
         if self.progress is not None and frames:
             self.progress.put_nowait.remote((self.task, frames))  # fire and forget
-
-
-def _maybe_crash() -> None:
-    marker = os.environ.get(CRASH_ONCE_ENV)
-    if marker and not Path(marker).exists():
-        Path(marker).touch()
-        os._exit(1)
 
 
 def upscale_ray(
@@ -213,7 +204,10 @@ def _run(ray, actors: list, works: list, settings, reporter: Reporter, progress)
     # A file enters the object store when its first segment is handed out and leaves it when its
     # last one is back, so a big batch never holds more than a few files there at once.
     refs, left = {}, {w: len(work.ranges) for w, work in enumerate(works)}
-    meter = _Meter(works, reporter)
+    meter = Meter(
+        {(w, s): r.stop - r.start for w, work in enumerate(works) for s, r in enumerate(work.ranges)},
+        reporter,
+    )
     idle, running = list(actors), {}
     while tasks or running:
         while tasks and idle:
@@ -225,7 +219,7 @@ def _run(ray, actors: list, works: list, settings, reporter: Reporter, progress)
             future = actor.run.remote(task, [refs[task[0]]], span.start, span.stop, encode)
             running[future] = (actor, task)
         ready, _ = ray.wait(list(running), num_returns=1, timeout=_POLL_S)
-        meter.drain(progress)
+        _drain(progress, meter)
         if not ready:
             continue
         actor, task = running.pop(ready[0])
@@ -233,7 +227,7 @@ def _run(ray, actors: list, works: list, settings, reporter: Reporter, progress)
         work = works[task[0]]
         left[task[0]] -= 1
         try:
-            frames, data = ray.get(ready[0])
+            _, data = ray.get(ready[0])
         except Exception as exc:  # noqa: BLE001 - the file fails; the others go on
             work.error = work.error or _as_vsrup_error(exc)
             dropped = [t for t in tasks if t[0] == task[0]]  # its other segments are pointless now
@@ -241,35 +235,16 @@ def _run(ray, actors: list, works: list, settings, reporter: Reporter, progress)
             left[task[0]] -= len(dropped)
         else:
             work.segment_path(task[1]).write_bytes(data)
-            meter.complete(task, frames)
+            meter.complete(task)
         if left[task[0]] == 0:
             refs.pop(task[0], None)
 
 
-class _Meter:
-    """Turns per-task progress events into reporter advances, never counting a frame twice (a task
-    retried after its worker died reports its frames again)."""
-
-    def __init__(self, works: list, reporter: Reporter) -> None:
-        self.reporter = reporter
-        self.limit = {
-            (w, s): r.stop - r.start for w, work in enumerate(works) for s, r in enumerate(work.ranges)
-        }
-        self.counted = dict.fromkeys(self.limit, 0)
-
-    def add(self, task: tuple, frames: int) -> None:
-        step = min(frames, self.limit[task] - self.counted[task])
-        if step > 0:
-            self.counted[task] += step
-            self.reporter.advance(step)
-
-    def drain(self, progress) -> None:
-        while not progress.empty():
-            task, frames = progress.get_nowait()
-            self.add(tuple(task), frames)
-
-    def complete(self, task: tuple, frames: int) -> None:
-        self.add(task, frames)  # whatever the queue has not delivered yet
+def _drain(progress, meter) -> None:
+    """Forward the progress the workers queued since the last look."""
+    while not progress.empty():
+        task, frames = progress.get_nowait()
+        meter.add(tuple(task), frames)
 
 
 def _as_vsrup_error(exc: Exception) -> VsrupError:

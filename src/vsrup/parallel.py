@@ -12,10 +12,10 @@ then joined by packet copy with the input's audio and subtitles muxed once
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import multiprocessing as mp
 import os
-import queue
 import shutil
 import tempfile
 import time
@@ -27,7 +27,12 @@ from vsrup.errors import DeviceError, UsageError, VsrupError
 from vsrup.progress import Reporter
 
 SEGMENTS_PER_WORKER = 3  # more segments than workers, so an uneven split still keeps all busy
+RETRIES = 3  # restarts of a dead worker (per device), each retrying the segment it held
 _POLL_S = 0.2
+# Testing hook: a worker task that finds this variable set to a path that does not exist yet
+# creates it and kills its own process, to prove that a lost worker is replaced and its segment
+# retried (--devices and --ray alike).
+CRASH_ONCE_ENV = "VSRUP_TEST_CRASH_ONCE"
 
 
 def parse_devices(spec: str) -> list[str]:
@@ -200,74 +205,126 @@ def upscale_parallel(source: Path, target: Path, settings, devices: list[str], r
 
 
 def run_workers(settings, devices: list[str], works: list[FileWork], reporter: Reporter) -> None:
-    """Run every segment of `works` on a pool of per-device processes, fed by one queue. A failed
-    segment marks its file failed; a worker that cannot start or dies fails the run."""
-    ctx = mp.get_context("spawn")  # CUDA cannot be used in forked children
-    task_q, event_q = ctx.Queue(), ctx.Queue()
+    """Run every segment of `works` on one process per device, handing each worker its next segment
+    when it asks. A failed segment marks its file failed; a worker that dies is started again and
+    its segment retried (up to RETRIES times per device); one that cannot load the model ends the run."""
     tasks = []
     for w_index, work in enumerate(works):
         encode = segment_settings(settings, work.job.target).encode
         for s_index, span in enumerate(work.ranges):
-            tasks.append(
-                (
-                    w_index,
-                    str(work.job.source),
-                    span.start,
-                    span.stop,
-                    str(work.segment_path(s_index)),
-                    encode,
-                )
-            )
-    for task in tasks:
-        task_q.put(task)
-    for _ in devices:
-        task_q.put(None)
-    cpu_threads = max(1, (os.cpu_count() or 1) // max(1, sum(d == "cpu" for d in devices)))
-    workers = [
-        ctx.Process(
-            target=_worker,
-            args=(device, replace(settings, overwrite=True), task_q, event_q, cpu_threads),
-            name=f"vsrup-{device}",
-            daemon=True,
-        )
-        for device in devices
-    ]
-    for worker in workers:
-        worker.start()
+            path = str(work.segment_path(s_index))
+            tasks.append((w_index, str(work.job.source), span.start, span.stop, path, encode))
+    meter = Meter([t[3] - t[2] for t in tasks], reporter)
+    pool = _Pool(replace(settings, overwrite=True), devices)
     try:
-        _collect(workers, event_q, works, len(tasks), reporter)
+        pending, done = collections.deque(range(len(tasks))), 0
+        while done < len(tasks):
+            event = pool.next_event()
+            if event is None:  # nothing to read: a good moment to look for dead workers
+                for task_id in pool.restart_dead(reporter):
+                    pending.appendleft(task_id)
+                continue
+            kind, slot = event[0], event[1]
+            if kind == "ready" and pending:
+                task_id = pending.popleft()
+                pool.send(slot, task_id, tasks[task_id])
+            elif kind == "advance":
+                meter.add(event[2], event[3])
+            elif kind in ("done", "failed"):
+                done += 1
+                pool.current[slot] = None
+                meter.complete(event[2])
+                if kind == "failed":  # one segment: its file fails, the rest goes on
+                    work = works[tasks[event[2]][0]]
+                    work.error = work.error or _rebuild(event[3], event[4])
+            elif kind == "message":
+                reporter.message(event[2])
+            elif kind == "fatal":  # could not load the model: every worker would fail alike
+                raise _rebuild(event[2], event[3])
     finally:
-        for worker in workers:
-            if worker.is_alive():
-                worker.terminate()
-            worker.join(timeout=10)
+        pool.stop()
 
 
-def _collect(workers, event_q, works: list[FileWork], total: int, reporter: Reporter) -> None:
-    """Forward worker events to the reporter until every task is done."""
-    done = 0
-    while done < total:
-        try:
-            event = event_q.get(timeout=_POLL_S)
-        except queue.Empty:
-            dead = [w for w in workers if w.exitcode not in (None, 0)]
-            if dead or not any(w.is_alive() for w in workers):
-                names = ", ".join(f"{w.name} (exit code {w.exitcode})" for w in dead) or "all workers"
-                raise DeviceError(f"worker process died: {names}") from None
-            continue
-        kind = event[0]
-        if kind == "advance":
-            reporter.advance(event[1])
-        elif kind == "message":
-            reporter.message(event[1])
-        elif kind == "done":
-            done += 1
-        elif kind == "failed":  # one segment: its file fails, the rest goes on
-            done += 1
-            work = works[event[1]]
-            work.error = work.error or _rebuild(event[2], event[3])
-        elif kind == "fatal":  # a worker could not load its model: every worker would fail alike
-            raise _rebuild(event[1], event[2])
+class Meter:
+    """Turns per-task progress into reporter advances, counting no frame twice: a task retried
+    after its worker died reports its frames again."""
+
+    def __init__(self, lengths: list[int] | dict, reporter: Reporter) -> None:
+        self.reporter = reporter
+        self.limit = dict(enumerate(lengths)) if isinstance(lengths, list) else dict(lengths)
+        self.counted = dict.fromkeys(self.limit, 0)
+
+    def add(self, task, frames: int) -> None:
+        step = min(frames, self.limit[task] - self.counted[task])
+        if step > 0:
+            self.counted[task] += step
+            self.reporter.advance(step)
+
+    def complete(self, task) -> None:
+        """A task is done: whatever it did not report (yet) counts now."""
+        self.add(task, self.limit[task])
+
+
+class _Pool:
+    """One worker process per device. Each has its own inbox, so the parent always knows which
+    segment a worker holds; all share one event queue back. Both are SimpleQueues: a put is
+    written at once, so nothing a worker said before dying is lost."""
+
+    def __init__(self, settings, devices: list[str]) -> None:
+        self.ctx = mp.get_context("spawn")  # CUDA cannot be used in forked children
+        self.settings, self.devices = settings, devices
+        self.events = self.ctx.SimpleQueue()
+        self.cpu_threads = max(1, (os.cpu_count() or 1) // max(1, devices.count("cpu")))
+        self.procs: list = [None] * len(devices)
+        self.inboxes: list = [None] * len(devices)
+        self.current: list[int | None] = [None] * len(devices)  # the task each worker holds
+        self.restarts = [0] * len(devices)
+        for slot in range(len(devices)):
+            self._start(slot)
+
+    def _start(self, slot: int) -> None:
+        inbox = self.ctx.SimpleQueue()
+        args = (slot, self.devices[slot], self.settings, inbox, self.events, self.cpu_threads)
+        proc = self.ctx.Process(target=_worker, args=args, name=f"vsrup-{self.devices[slot]}", daemon=True)
+        proc.start()
+        self.procs[slot], self.inboxes[slot], self.current[slot] = proc, inbox, None
+
+    def next_event(self):
+        if self.events.empty():
+            time.sleep(_POLL_S / 4)
+            return None
+        return self.events.get()
+
+    def send(self, slot: int, task_id: int, task: tuple) -> None:
+        self.current[slot] = task_id
+        self.inboxes[slot].put((task_id, task))
+
+    def restart_dead(self, reporter: Reporter) -> list[int]:
+        """Start dead workers again; return the tasks they held, to be handed out again."""
+        lost = []
+        for slot, proc in enumerate(self.procs):
+            if proc.exitcode is None:
+                continue
+            device = self.devices[slot]
+            if self.restarts[slot] >= RETRIES:
+                raise DeviceError(f"the {device} worker died {RETRIES + 1} times (exit code {proc.exitcode})")
+            self.restarts[slot] += 1
+            reporter.message(f"{device}: worker died (exit code {proc.exitcode}); starting it again")
+            if self.current[slot] is not None:
+                lost.append(self.current[slot])
+            self._start(slot)
+        return lost
+
+    def stop(self) -> None:
+        for slot, proc in enumerate(self.procs):
+            if proc.is_alive():
+                with contextlib.suppress(Exception):
+                    self.inboxes[slot].put(None)
+        for proc in self.procs:
+            proc.join(timeout=5)
+            if proc.is_alive():
+                proc.terminate()
+                proc.join(timeout=5)
 
 
 def _rebuild(name: str, message: str) -> VsrupError:
@@ -290,22 +347,31 @@ def _rebuild_error(exit_code: int, message: str) -> VsrupError:
 
 
 class _QueueReporter(Reporter):
-    """Sends a worker's progress to the parent process."""
+    """Sends a worker's progress, tagged with its task, to the parent process."""
 
-    def __init__(self, events) -> None:
+    def __init__(self, events, slot: int) -> None:
         super().__init__()
-        self.events = events
+        self.events, self.slot, self.task = events, slot, None
 
     def advance(self, frames: int, stage: str = "upscale") -> None:
         if frames:
-            self.events.put(("advance", frames))
+            self.events.put(("advance", self.slot, self.task, frames))
 
     def message(self, text: str) -> None:
-        self.events.put(("message", text))
+        self.events.put(("message", self.slot, text))
 
 
-def _worker(device: str, settings, task_q, event_q, cpu_threads: int) -> None:
-    """One device: load the model once, then upscale segments until the queue says stop."""
+def maybe_crash() -> None:
+    """The testing hook behind CRASH_ONCE_ENV: the first worker task to find the marker file
+    missing creates it and kills its own process."""
+    marker = os.environ.get(CRASH_ONCE_ENV)
+    if marker and not Path(marker).exists():
+        Path(marker).touch()
+        os._exit(1)
+
+
+def _worker(slot: int, device: str, settings, inbox, events, cpu_threads: int) -> None:
+    """One device: load the model once, then upscale the segments the parent sends until None."""
     import signal
 
     import torch
@@ -313,7 +379,6 @@ def _worker(device: str, settings, task_q, event_q, cpu_threads: int) -> None:
     # Ctrl-C reaches the whole process group: the parent alone handles it (it stops the workers and
     # removes their segment files), so a worker does not print a traceback of its own.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-
     from vsrup.engine import Upscaler
 
     if device == "cpu":
@@ -321,29 +386,26 @@ def _worker(device: str, settings, task_q, event_q, cpu_threads: int) -> None:
     try:
         upscaler = Upscaler(replace(settings, device=device))
     except Exception as exc:  # noqa: BLE001 - reported in the parent, which exits cleanly
-        event_q.put(("fatal", *_describe(exc, device)))
-        _drain(event_q)
+        events.put(("fatal", slot, *_describe(exc, device)))
         return
-    reporter = _QueueReporter(event_q)
-    while (task := task_q.get()) is not None:
-        w_index, source, first, stop, path, encode = task
+    reporter = _QueueReporter(events, slot)
+    while True:
+        events.put(("ready", slot))
+        item = inbox.get()
+        if item is None:
+            return
+        task_id, (w_index, source, first, stop, path, encode) = item
+        maybe_crash()
+        reporter.task = task_id
         upscaler.settings.encode = encode
         try:
             upscaler.upscale_file(Path(source), Path(path), reporter, segments.FrameRange(first, stop))
-            event_q.put(("done", w_index))
+            events.put(("done", slot, task_id))
         except Exception as exc:  # noqa: BLE001 - this file fails, the next may be fine
-            event_q.put(("failed", w_index, *_describe(exc, device)))
-    _drain(event_q)
+            events.put(("failed", slot, task_id, *_describe(exc, device)))
 
 
 def _describe(exc: BaseException, device: str) -> tuple[str, str]:
     if isinstance(exc, VsrupError):
         return type(exc).__name__, f"{device}: {exc}"
     return "VsrupError", f"{device}: internal error: {type(exc).__name__}: {exc}"
-
-
-def _drain(event_q) -> None:
-    """Make sure every event reached the parent before this process exits."""
-    with contextlib.suppress(Exception):
-        event_q.close()
-        event_q.join_thread()
