@@ -499,6 +499,33 @@ def bench_command(
         bench.render(report)
 
 
+JOIN_HELP = """Join video-only segments made with --start/--end (in order) into OUTPUT, with SOURCE's
+audio and subtitles.
+
+[bold]Example[/bold]
+
+  vsrup upscale long.mp4 part1.mkv --start 0 --end 600
+
+  vsrup upscale long.mp4 part2.mkv --start 600
+
+  vsrup join long.mp4 part1.mkv part2.mkv long_x4.mkv
+"""
+
+
+@app.command("join", help=JOIN_HELP)
+def join_command(
+    source: Path = typer.Argument(..., help="The original input (its audio and subtitles are copied)."),
+    paths: list[Path] = typer.Argument(..., help="The segments in order, then the output file."),
+    overwrite: bool = typer.Option(False, "--overwrite", "-y", help="Replace an existing output file."),
+) -> None:
+    from vsrup import segments
+
+    if len(paths) < 2:
+        raise UsageError("give at least one segment and the output file")
+    frames = segments.join(source, paths[:-1], paths[-1], overwrite)
+    typer.echo(f"{paths[-1]}: {frames} frames")
+
+
 def main() -> None:
     """Console entry point: one-line errors with distinct exit codes."""
     try:

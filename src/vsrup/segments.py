@@ -343,6 +343,8 @@ def _add_copied_video(container, first_segment: Path, info: VideoInfo):
         stream = container.add_stream_from_template(source.streams.video[0])
     stream.time_base = info.time_base
     ctx = stream.codec_context
+    if info.frame_rate:  # the muxer's frame-rate tag; a copied template may carry the tick rate
+        ctx.framerate = info.frame_rate
     ctx.color_primaries, ctx.color_trc = info.color.primaries, info.color.transfer
     ctx.colorspace, ctx.color_range = info.color.matrix, info.color.range
     if info.rotation:

@@ -1,0 +1,46 @@
+"""The command line as a user meets it: help with examples, exit codes, join."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import decode_all, make_clip, packet_bytes
+
+from vsrup.video import probe
+
+
+def vsrup(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "vsrup.cli", *args], capture_output=True, text=True, timeout=300
+    )
+
+
+def test_upscale_help_shows_examples():
+    result = vsrup("upscale", "--help")
+    assert result.returncode == 0
+    assert "vsrup upscale in.mp4 out.mp4" in result.stdout
+
+
+def test_version_and_missing_argument_exit_codes():
+    assert vsrup("--version").stdout.startswith("vsrup ")
+    result = vsrup("upscale", "only-one-path.mp4")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+
+
+def test_join_rebuilds_the_clip_from_segments(tmp_path: Path):
+    src = make_clip(tmp_path / "in.mp4", frames=14, audio=True)
+    common = ["-m", "bicubic", "-s", "2", "-q", "--codec", "ffv1"]
+    assert vsrup("upscale", str(src), str(tmp_path / "a.mkv"), "--end", "6f", *common).returncode == 0
+    assert vsrup("upscale", str(src), str(tmp_path / "b.mkv"), "--start", "6f", *common).returncode == 0
+    assert vsrup("upscale", str(src), str(tmp_path / "whole.mkv"), *common).returncode == 0
+    joined = tmp_path / "joined.mkv"
+    result = vsrup("join", str(src), str(tmp_path / "a.mkv"), str(tmp_path / "b.mkv"), str(joined))
+    assert result.returncode == 0, result.stderr
+    pts_joined, frames_joined = decode_all(joined)
+    pts_whole, frames_whole = decode_all(tmp_path / "whole.mkv")
+    assert pts_joined == pts_whole and len(pts_joined) == 14
+    assert all((a == b).all() for a, b in zip(frames_joined, frames_whole, strict=True))
+    assert packet_bytes(joined, "audio") == packet_bytes(tmp_path / "whole.mkv", "audio")
+    assert probe(joined).frame_rate == probe(src).frame_rate
