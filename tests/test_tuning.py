@@ -68,3 +68,20 @@ def test_compile_is_ignored_on_cpu_with_a_warning(caplog):
     assert any("ignored" in n for n in notes)
     assert isinstance(model.conv, torch.nn.Conv2d)  # not wrapped by torch.compile
     assert model.conv.weight.is_contiguous()  # channels_last is CUDA-only
+
+
+def test_gpu_window_doubles_only_with_room_and_only_when_not_set():
+    model, gpu = Sized(), torch.device("cuda")  # free memory is given, so no GPU is needed
+    need_16 = tuning.estimate_bytes(model, 16, 180, 320, torch.float16)
+    roomy = tuning.plan(model, gpu, torch.float16, 8, 2, None, (320, 180), auto_window=True, free=4 * need_16)
+    assert (roomy.window, roomy.tile) == (16, 0)
+    tight = tuning.plan(model, gpu, torch.float16, 8, 2, None, (320, 180), auto_window=True, free=need_16)
+    assert tight.window == 8  # 16 frames would not fit in the 70 % share
+    fixed = tuning.plan(
+        model, gpu, torch.float16, 8, 2, None, (320, 180), auto_window=False, free=4 * need_16
+    )
+    assert fixed.window == 8
+    cpu = tuning.plan(
+        model, torch.device("cpu"), torch.float32, 8, 2, None, (320, 180), auto_window=True, free=10**12
+    )
+    assert cpu.window == 8  # the CPU keeps the model's window

@@ -241,9 +241,12 @@ class Upscaler:
         return self.device.type == "cuda" and is_out_of_memory(exc)
 
     def _plan(self, info: VideoInfo, reporter: Reporter) -> None:
-        """Size the tile for this video from the free device memory (unless set), and say so."""
-        chosen = tuning.plan(self.model, self.device, self.dtype, self.window, self.overlap,
-                             self.settings.tile, (info.width, info.height))  # fmt: skip
+        """Size the tile (and on a GPU the window) for this video from the free device memory,
+        unless they were set, and say so."""
+        base = self.__dict__.setdefault("_base_window", self.window)  # before any per-file growth
+        chosen = tuning.plan(self.model, self.device, self.dtype, base, self.overlap, self.settings.tile,
+                             (info.width, info.height), auto_window=self.settings.window is None)  # fmt: skip
+        self.window = chosen.window
         self.model.tiles.latent_tile = chosen.tile
         chosen.notes += self.speed_notes
         if self.settings.verbose:

@@ -1,4 +1,4 @@
-"""Device-aware choices: window and tile defaults sized from the device's free memory, and the CUDA
+"""Device-aware choices: tile (and, on a GPU, window) defaults sized from the device's free memory, and the CUDA
 speed switches (channels_last, cuDNN autotuning, TF32, `torch.compile`).
 
 Everything CUDA-specific sits behind `device.type == "cuda"`: on the CPU the same calls only decide
@@ -8,8 +8,10 @@ The memory estimate is deliberately simple: a model may say how many bytes of ac
 output pixel of one frame costs at its peak (`bytes_per_output_pixel`, fp32 figure; half precision
 halves it) and how many latent pixels one input pixel makes (`latent_per_input`). A window of T
 frames at h×w then needs about T·h·w·scale²·bytes; if that does not fit in a share of the free
-memory, the latent tile is the largest of `TILE_SIZES` whose tiles fit (and the window shrinks as
-the last resort). The OOM fallback in the engine corrects any estimate that was too optimistic.
+memory, the latent tile is the largest of `TILE_SIZES` whose tiles fit. On a GPU with room for
+twice the model's default window untiled, the window doubles (up to `MAX_GPU_WINDOW`): windows
+overlap, so a longer one recomputes a smaller share of its frames. The OOM fallback in the engine
+corrects any estimate that was too optimistic.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import torch
 
 log = logging.getLogger(__name__)
 
+MAX_GPU_WINDOW = 16
 TILE_SIZES = (256, 192, 128, 96, 64, 48, 32)  # latent pixels, largest first
 DEFAULT_BYTES_PER_OUTPUT_PIXEL = 4096  # fp32; a guess fitted to SD-style VAE decoders (conservative)
 # Measured peaks (fp32, CPU, window of 8 at 180p→720p) for models that do not declare their own.
@@ -70,7 +73,7 @@ def free_memory_bytes(device: torch.device) -> int | None:
 
 
 def device_name(device: torch.device) -> str:
-    if device.type == "cuda":
+    if device.type == "cuda" and torch.cuda.is_available():
         return f"{device} ({torch.cuda.get_device_name(device)})"
     return str(device)
 
@@ -111,10 +114,13 @@ def choose_tile(
 
 
 def plan(model, device: torch.device, dtype: torch.dtype, window: int, overlap: int, tile: int | None,
-         size: tuple[int, int] | None) -> Plan:  # fmt: skip
+         size: tuple[int, int] | None, auto_window: bool = False,
+         free: int | None | str = "measure") -> Plan:  # fmt: skip
     """The settings for one video of `size` (width, height): an explicit `tile` is kept; `None`
-    means choose from the free memory."""
-    free = free_memory_bytes(device)
+    means choose from the free memory. `auto_window`: the window is the model's default and may
+    grow on a GPU. `free` overrides the measured free memory (for tests)."""
+    if free == "measure":
+        free = free_memory_bytes(device)
     result = Plan(
         device=device_name(device),
         dtype=str(dtype).removeprefix("torch."),
@@ -126,12 +132,19 @@ def plan(model, device: torch.device, dtype: torch.dtype, window: int, overlap: 
     if size is None:
         return result
     width, height = size
+    share = MEMORY_SHARE[device.type]
+    if auto_window and device.type == "cuda" and tile is None and free is not None:
+        while 2 * result.window <= MAX_GPU_WINDOW and (
+            estimate_bytes(model, 2 * result.window, height, width, dtype) <= free * share
+        ):
+            result.window *= 2
+        if result.window != window:
+            result.notes.append(f"window {window} → {result.window}: room for it untiled")
+    window = result.window
     estimate = estimate_bytes(model, window, height, width, dtype)
     result.estimate_mib = estimate / 2**20
     if tile is None:
-        chosen, _need, reason = choose_tile(
-            model, window, height, width, dtype, free, MEMORY_SHARE[device.type]
-        )
+        chosen, _need, reason = choose_tile(model, window, height, width, dtype, free, share)
         result.tile = chosen
         result.notes.append(f"tile chosen from free memory: {reason}")
     else:
