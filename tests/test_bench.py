@@ -8,7 +8,7 @@ import json
 import pytest
 
 from vsrup import bench
-from vsrup.errors import UsageError, VsrupError
+from vsrup.errors import InputError, UsageError, VsrupError
 
 STAGES = {"prepare", "encode", "temporal_fuse", "denoise", "decode", "finish"}
 
@@ -79,6 +79,11 @@ def test_a_failing_child_is_a_one_line_error(tmp_path):
     spec = {"measure": "decode", "clip": str(tmp_path / "missing.mp4")}
     with pytest.raises(VsrupError, match="decode"):
         bench.run_child(spec, timeout_s=120)
+
+
+def test_a_missing_clip_is_an_input_error(tmp_path):
+    with pytest.raises(InputError):
+        bench.run_bench(bench.BenchOptions(clip=tmp_path / "nope.mp4"))
 
 
 def test_bad_options_are_usage_errors():

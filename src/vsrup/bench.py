@@ -471,7 +471,10 @@ def run_bench(options: BenchOptions, log=None) -> dict:
 
 
 def _run(options: BenchOptions, work: Path, say) -> dict:
-    source = options.clip or SAMPLE_CLIP
+    if options.clip is not None and not Path(options.clip).is_file():
+        raise InputError(f"benchmark clip not found: {options.clip}")
+    # Without the sample clip (an installed package has no examples/) a synthetic one is made.
+    source = Path(options.clip or SAMPLE_CLIP)
     if options.size is not None or options.frames is not None or not source.exists():
         frames = options.frames or (_clip_size(source)[2] if source.exists() else 24)
         say(
