@@ -305,6 +305,10 @@ class SDLatentVSR(OneStepLatentVSR):
     """
 
     temporal_context = 1
+    # Peak activation bytes per output pixel and frame for the engine's memory planner: measured
+    # with benchmarks/dloral_fullsize.py (fp32, CPU, 2 frames 180p→720p, untiled): peak RSS 6.8 GiB
+    # of which ~4 GiB are weights.
+    bytes_per_output_pixel = 1536
 
     def __init__(
         self,
