@@ -524,6 +524,8 @@ def _run(options: BenchOptions, work: Path, say) -> dict:
     if "length" not in options.skip and options.length_frames:
         report["length"] = _memory_vs_length(options, work, (width, height), clip, child)
     report["ratios"] = ratios(report)
+    if hasattr(os, "getloadavg"):  # other work on the machine skews every figure: record it
+        report["machine"]["load_avg_at_end"] = [round(v, 2) for v in os.getloadavg()]
     return report
 
 
@@ -704,7 +706,8 @@ def to_markdown(report: dict) -> str:
         f"**{report['options']['model']} ×{report['options']['scale']}**, {inp['width']}x{inp['height']} → "
         f"{out['width']}x{out['height']}, {inp['frames']} frames, {up['device']} {up['dtype']}, "
         f"window {up['window']} / overlap {up['overlap']} / tile {up['tile']}; {machine['cpu']}, "
-        f"{machine['cores']} cores, load {machine['load_avg_1m_5m_15m']} at {machine['time_utc']}",
+        f"{machine['cores']} cores, load average (1/5/15 min) {machine['load_avg_1m_5m_15m']} at the start "
+        f"({machine['time_utc']}), {machine.get('load_avg_at_end', '?')} at the end",
         "",
         "| run | frames | fps | peak RSS MiB | vs floor |",
         "|---|---:|---:|---:|---:|",
