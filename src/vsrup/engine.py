@@ -297,7 +297,7 @@ class HostImage:
         self.host = torch.empty(image.shape, dtype=narrow, pin_memory=True)
         self.host.copy_(image, non_blocking=True)
         self.done = torch.cuda.Event()
-        self.done.record()
+        self.done.record(torch.cuda.current_stream(frame.device))  # the model's GPU, not GPU 0
         self.dtype = dtype
 
     def array(self) -> np.ndarray:
