@@ -146,12 +146,15 @@ class CrossFrameAttention(nn.Module):
         v = self.value_conv(previous).to(fp).view(n, heads, d, hw).transpose(2, 3)
         thr = F.linear(q, self.threshold_fc.weight.to(fp), self.threshold_fc.bias.to(fp))  # (n, heads, hw, 1)
         out = torch.empty_like(q)
+        # relu((q·k/√d − t)/T) = relu(q'·k − t') with q' = q/(√d·T), t' = t/T: one score buffer per
+        # slice, updated in place (big fresh buffers are costly page faults on the host).
+        q_scaled, thr_scaled = q / (math.sqrt(d) * self.temperature), thr / self.temperature
         # Rows are independent (no softmax), so queries go in slices to bound the hw × hw scores.
         rows = max(1, self.max_scores // max(1, n * heads * hw))
         for s in range(0, hw, rows):
-            scores = torch.matmul(q[:, :, s : s + rows], k) / math.sqrt(d)
-            attn = F.relu((scores - thr[:, :, s : s + rows]) / self.temperature)
-            out[:, :, s : s + rows] = torch.matmul(attn, v)
+            scores = torch.matmul(q_scaled[:, :, s : s + rows], k)
+            scores.sub_(thr_scaled[:, :, s : s + rows]).relu_()
+            out[:, :, s : s + rows] = torch.matmul(scores, v)
         out = out.transpose(2, 3).reshape(n, heads * d, h, w).to(current.dtype)
         return current + self.proj_out(out)
 
