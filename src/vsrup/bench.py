@@ -430,7 +430,9 @@ def make_clip(path: Path, frames: int, size: tuple[int, int] | None, source: Pat
             for picture in pictures:
                 if written == frames:
                     break
-                picture.pts = written
+                # One tick per frame in the new stream's own time base: a source frame still carries
+                # its old time base, and mixing them made duplicate timestamps after ~500 frames.
+                picture.pts, picture.time_base = written, 1 / rate
                 for packet in stream.encode(picture):
                     out.mux(packet)
                 written += 1
