@@ -75,6 +75,17 @@ def test_made_clip_has_the_asked_size_and_length(tmp_path):
     assert bench._clip_size(clip) == (48, 32, 7)
 
 
+def test_a_long_looped_clip_keeps_one_tick_per_frame(tmp_path):
+    """Looping the 45-frame sample past 500 frames once produced duplicate timestamps."""
+    import av
+
+    clip = bench.make_clip(tmp_path / "long.mp4", 520, (32, 18), bench.SAMPLE_CLIP)
+    with av.open(str(clip)) as container:
+        pts = [frame.pts for frame in container.decode(video=0)]
+    assert len(pts) == 520
+    assert all(b > a for a, b in zip(pts, pts[1:], strict=False))
+
+
 def test_a_failing_child_is_a_one_line_error(tmp_path):
     spec = {"measure": "decode", "clip": str(tmp_path / "missing.mp4")}
     with pytest.raises(VsrupError, match="decode"):
