@@ -15,15 +15,12 @@ images wrongly).
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vsrup.errors import WeightsError
 from vsrup.models.cfr import CrossFrameRetrieval
-from vsrup.models.sd import SCALING_FACTOR, SDLatentVSR, read_bundle, subdict
+from vsrup.models.sd import SCALING_FACTOR, SDLatentVSR, subdict
 from vsrup.tiling import tiled_apply
 
 
@@ -71,21 +68,8 @@ class DLoRAL(SDLatentVSR):
         return torch.cat(out)
 
     @classmethod
-    def from_bundle(
-        cls,
-        path: Path,
-        device: torch.device | str = "cpu",
-        dtype: torch.dtype = torch.float32,
-        scale: int = 4,
-    ) -> DLoRAL:
-        """Load a converted bundle (see `vsrup.convert`), ready for inference."""
-        config, tensors = read_bundle(path)
-        if config.get("model") != cls.name:
-            raise WeightsError(f"{path} holds a {config.get('model')!r} bundle, not {cls.name!r}")
-        unet, vae, prompt = cls.components_from_bundle(config, tensors)
+    def assemble(cls, config, tensors, unet, vae, prompt, scale: int) -> DLoRAL:
         with torch.device("meta"):
             cfr = CrossFrameRetrieval()
         cfr.load_official(subdict(tensors, "cfr"), assign=True)
-        model = cls(unet, vae, cfr, prompt, scale, config.get("scaling_factor", SCALING_FACTOR))
-        model.timestep = int(config.get("timestep", cls.timestep))
-        return model.to(device=device, dtype=dtype).eval().requires_grad_(False)
+        return cls(unet, vae, cfr, prompt, scale, config.get("scaling_factor", SCALING_FACTOR))

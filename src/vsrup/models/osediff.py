@@ -12,13 +12,11 @@ t = 999 with a single inference step is exactly the epsilon → x0 formula
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import torch
 from torch import nn
 
-from vsrup.errors import WeightsError
-from vsrup.models.sd import SCALING_FACTOR, SDLatentVSR, read_bundle, sd21_alphas_cumprod
+from vsrup.models.sd import SCALING_FACTOR, SDLatentVSR, sd21_alphas_cumprod
 from vsrup.tiling import tiled_apply
 
 
@@ -54,25 +52,6 @@ class OSEDiff(SDLatentVSR):
         return torch.cat(out)
 
     @classmethod
-    def from_bundle(
-        cls,
-        path: Path,
-        device: torch.device | str = "cpu",
-        dtype: torch.dtype = torch.float32,
-        scale: int = 4,
-    ) -> OSEDiff:
-        """Load a converted bundle (see `vsrup.convert`), ready for inference."""
-        config, tensors = read_bundle(path)
-        if config.get("model") != cls.name:
-            raise WeightsError(f"{path} holds a {config.get('model')!r} bundle, not {cls.name!r}")
-        unet, vae, prompt = cls.components_from_bundle(config, tensors)
-        model = cls(
-            unet,
-            vae,
-            prompt,
-            scale,
-            config.get("scaling_factor", SCALING_FACTOR),
-            config.get("alpha_cumprod"),
-        )
-        model.timestep = int(config.get("timestep", cls.timestep))
-        return model.to(device=device, dtype=dtype).eval().requires_grad_(False)
+    def assemble(cls, config, tensors, unet, vae, prompt, scale: int) -> OSEDiff:
+        factor = config.get("scaling_factor", SCALING_FACTOR)
+        return cls(unet, vae, prompt, scale, factor, config.get("alpha_cumprod"))

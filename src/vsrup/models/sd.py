@@ -403,6 +403,28 @@ class SDLatentVSR(OneStepLatentVSR):
         t = torch.full((sample.shape[0],), timestep, device=sample.device, dtype=torch.long)
         return self.unet(sample, t, encoder_hidden_states=prompt, return_dict=False)[0]
 
+    @classmethod
+    def from_bundle(
+        cls,
+        path: Path,
+        device: torch.device | str = "cpu",
+        dtype: torch.dtype = torch.float32,
+        scale: int = 4,
+    ) -> SDLatentVSR:
+        """Load a converted bundle (see `vsrup.convert`), ready for inference."""
+        config, tensors = read_bundle(path)
+        if config.get("model") != cls.name:
+            raise WeightsError(f"{path} holds a {config.get('model')!r} bundle, not {cls.name!r}")
+        unet, vae, prompt = cls.components_from_bundle(config, tensors)
+        model = cls.assemble(config, tensors, unet, vae, prompt, scale)
+        model.timestep = int(config.get("timestep", cls.timestep))
+        return model.to(device=device, dtype=dtype).eval().requires_grad_(False)
+
+    @classmethod
+    def assemble(cls, config, tensors, unet, vae, prompt, scale: int) -> SDLatentVSR:
+        """Build the model from its bundle's filled components (each family adds its own parts)."""
+        raise NotImplementedError
+
     @staticmethod
     def components_from_bundle(config: Mapping[str, Any], tensors: Mapping[str, torch.Tensor]):
         """(unet, vae, prompt_embeds) built empty and filled from bundle tensors (no random init)."""
