@@ -28,7 +28,7 @@ import torch
 from vsrup.engine import Upscaler
 from vsrup.errors import InputError
 from vsrup.progress import Reporter
-from vsrup.video import _choose_pix_fmt, _open_input, choose_codec, probe
+from vsrup.video import choose_codec, choose_pix_fmt, open_input, probe
 
 CALIBRATION_MIN_FRAMES = 8
 LOOKAHEAD_FRAMES = {"libx264": 50, "libx265": 50}  # rc-lookahead 40 + B-frames + threads, roughly
@@ -88,7 +88,7 @@ def estimate(upscaler: Upscaler, source: Path | str, target: Path | str) -> Esti
     info = probe(source)
     settings = upscaler.settings
     codec = choose_codec(target, settings.encode)
-    pix_fmt = _choose_pix_fmt(av.codec.Codec(codec, "w"), info, settings.encode)
+    pix_fmt = choose_pix_fmt(av.codec.Codec(codec, "w"), info, settings.encode)
     out_info = upscaler.writer_info(info)
     out_size = (out_info.width * settings.scale, out_info.height * settings.scale)
     notes = []
@@ -183,7 +183,7 @@ def copy_first_frames(source: Path, cut: Path, frames: int) -> Path:
     A few packets more than asked are copied, since a decoder holds back reordered (B) frames.
     NUT holds any codec and, unlike Matroska here, keeps the frame rate of a copied stream.
     """
-    with _open_input(source) as inp, av.open(str(cut), "w", format="nut") as out:
+    with open_input(source) as inp, av.open(str(cut), "w", format="nut") as out:
         video = inp.streams.video[0]
         stream = out.add_stream_from_template(video)
         copied = 0

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import av
 
-from vsrup.video import _open_input, probe
+from vsrup.video import open_input, probe
 
 VFR_SCAN_SECONDS = 10.0
 
@@ -50,7 +50,7 @@ def describe(path: Path | str, count: bool = False) -> dict:
     """All the facts `vsrup info` shows, as a JSON-ready dict. Raises InputError like `probe`."""
     path = Path(path)
     info = probe(path)  # validates the file and gives the video facts the engine relies on
-    with _open_input(path) as container:
+    with open_input(path) as container:
         video = container.streams.video[0]
         scanned = _first_pts(container, video)
         header_frames = video.frames or None
@@ -152,7 +152,7 @@ def _is_variable(pts: list[int]) -> bool | None:
 
 
 def _count_packets(path: Path) -> int:
-    with _open_input(path) as container:
+    with open_input(path) as container:
         video = container.streams.video[0]
         return sum(1 for p in container.demux(video) if p.size)
 

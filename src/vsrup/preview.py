@@ -22,7 +22,7 @@ import torch
 
 from vsrup.compare import bicubic
 from vsrup.errors import InputError, OutputError, UsageError
-from vsrup.video import Frame, VideoInfo, _color_range, _open_input, probe, rgb_matrix
+from vsrup.video import Frame, VideoInfo, color_range_of, open_input, probe, rgb_matrix
 from vsrup.windows import Window
 
 GAP = 4  # px of background between panels
@@ -114,8 +114,8 @@ def decode_around(info: VideoInfo, at: float, count: int) -> tuple[list[np.ndarr
     """
     before = count // 2
     rgb_format = "rgb48le" if info.bit_depth > 8 else "rgb24"
-    matrix, color_range = rgb_matrix(info), _color_range(info)
-    with _open_input(info.path) as container:
+    matrix, color_range = rgb_matrix(info), color_range_of(info)
+    with open_input(info.path) as container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         start = stream.start_time or 0

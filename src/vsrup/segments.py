@@ -25,14 +25,14 @@ from vsrup.errors import InputError, OutputError, UsageError
 from vsrup.video import (
     EncodeSettings,
     Frame,
+    Passthrough,
     VideoInfo,
     VideoWriter,
-    _color_range,
-    _muxer_for,
-    _open_input,
-    _Passthrough,
-    _reason,
     choose_codec,
+    color_range_of,
+    ffmpeg_reason,
+    muxer_for,
+    open_input,
     read_frames,
     rgb_matrix,
 )
@@ -141,7 +141,7 @@ def plan_segments(frames: int, parts: int, size: int, overlap: int) -> list[Fram
 def video_pts(path: Path) -> list[int]:
     """The presentation timestamps of every video frame, in presentation order, from the packets
     alone (no decoding)."""
-    with _open_input(Path(path)) as container:
+    with open_input(Path(path)) as container:
         stream = container.streams.video[0]
         pts = [p.pts for p in container.demux(stream) if p.size]
     if any(p is None for p in pts):
@@ -191,8 +191,8 @@ def _seek_frames(info: VideoInfo, first: int) -> Iterator[Frame]:
     if first >= len(pts):
         return
     rgb_format = "rgb48le" if info.bit_depth > 8 else "rgb24"
-    matrix, color_range = rgb_matrix(info), _color_range(info)
-    with _open_input(info.path) as container:
+    matrix, color_range = rgb_matrix(info), color_range_of(info)
+    with open_input(info.path) as container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         try:
@@ -255,9 +255,9 @@ class SegmentWriter(VideoWriter):
             # Keep every timestamp as given: by default NUT shifts a B-frame stream that starts at
             # pts 0 (negative decode times) later by the reorder delay, which moved segment 0.
             options = {"avoid_negative_ts": "disabled"}
-            self.container = av.open(str(path), "w", format=_muxer_for(fmt_ext), options=options)
+            self.container = av.open(str(path), "w", format=muxer_for(fmt_ext), options=options)
         except (av.error.FFmpegError, OSError) as exc:
-            raise OutputError(f"cannot create output {path}: {_reason(exc)}") from None
+            raise OutputError(f"cannot create output {path}: {ffmpeg_reason(exc)}") from None
         self.stream = self._add_video_stream(codec_name, scale, settings)
         self._passthrough = _NoPassthrough()
         self.frames_written = 0
@@ -308,13 +308,13 @@ def concat_segments(segment_paths: Sequence[Path], input_info: VideoInfo, output
         raise UsageError("no segments to join")
     ext = Path(output).suffix.lower()
     try:
-        container = av.open(str(output), "w", format=_muxer_for(ext))
+        container = av.open(str(output), "w", format=muxer_for(ext))
     except (av.error.FFmpegError, OSError) as exc:
-        raise OutputError(f"cannot create output {output}: {_reason(exc)}") from None
+        raise OutputError(f"cannot create output {output}: {ffmpeg_reason(exc)}") from None
     passthrough = None
     try:
         stream = _add_copied_video(container, Path(segment_paths[0]), input_info)
-        passthrough = _Passthrough(input_info, container, ext)
+        passthrough = Passthrough(input_info, container, ext)
         # Decode times are rebuilt over the joined stream, not per segment: a segment's own reorder
         # depth can be smaller than the next one's, and then their decode times would overlap.
         pts_lists = [_segment_pts(Path(path)) for path in segment_paths]
@@ -339,7 +339,7 @@ def concat_segments(segment_paths: Sequence[Path], input_info: VideoInfo, output
 def _add_copied_video(container, first_segment: Path, info: VideoInfo):
     """The output's video stream, a copy of the segments' (codec, size, extradata), in the input's
     time base and with its colour tags and rotation (a segment container may not carry them)."""
-    with _open_input(first_segment) as source:
+    with open_input(first_segment) as source:
         stream = container.add_stream_from_template(source.streams.video[0])
     stream.time_base = info.time_base
     ctx = stream.codec_context
@@ -353,7 +353,7 @@ def _add_copied_video(container, first_segment: Path, info: VideoInfo):
 
 
 def _segment_pts(path: Path) -> list[int]:
-    with _open_input(path) as source:
+    with open_input(path) as source:
         video = source.streams.video[0]
         pts = [p.pts for p in source.demux(video) if p.size]
     if not pts or any(p is None for p in pts):
@@ -373,7 +373,7 @@ def _copy_segment(path: Path, container, stream, passthrough, last_dts, dts: lis
     """Copy one segment's video packets with decode timestamps `dts`, rebuilt because the segment
     container dropped them (Matroska and NUT keep presentation times only for reordered frames)."""
     count = 0
-    with _open_input(path) as source:
+    with open_input(path) as source:
         video = source.streams.video[0]
         packets = (p for p in source.demux(video) if p.size)
         for packet, decode_ts in zip(packets, dts, strict=True):

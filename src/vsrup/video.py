@@ -84,7 +84,7 @@ class Frame:
     image: np.ndarray  # (H, W, 3)
 
 
-def _open_input(path: Path) -> av.container.InputContainer:
+def open_input(path: Path) -> av.container.InputContainer:
     if not path.exists():
         raise InputError(f"input not found: {path}")
     if path.is_dir():
@@ -92,17 +92,17 @@ def _open_input(path: Path) -> av.container.InputContainer:
     try:
         return av.open(str(path), "r")
     except (av.error.InvalidDataError, av.error.FFmpegError, UnicodeDecodeError) as exc:
-        raise InputError(f"not a readable video: {path} ({_reason(exc)})") from None
+        raise InputError(f"not a readable video: {path} ({ffmpeg_reason(exc)})") from None
 
 
-def _reason(exc: Exception) -> str:
+def ffmpeg_reason(exc: Exception) -> str:
     return getattr(exc, "strerror", None) or str(exc).splitlines()[0]
 
 
 def probe(path: Path | str) -> VideoInfo:
     """Read a file's stream facts without decoding it."""
     path = Path(path)
-    with _open_input(path) as container:
+    with open_input(path) as container:
         if not container.streams.video:
             kinds = sorted({s.type for s in container.streams}) or ["no streams"]
             raise InputError(f"no video stream in {path} (it has: {', '.join(kinds)})")
@@ -156,7 +156,7 @@ def rgb_matrix(info: VideoInfo) -> Colorspace:
     return Colorspace.ITU709 if info.height >= 720 else Colorspace.ITU601
 
 
-def _color_range(info: VideoInfo) -> ColorRange:
+def color_range_of(info: VideoInfo) -> ColorRange:
     return ColorRange.JPEG if info.color.range == _FULL_RANGE else ColorRange.MPEG
 
 
@@ -166,8 +166,8 @@ def read_frames(info: VideoInfo) -> Iterator[Frame]:
     Memory stays at one frame: nothing is buffered beyond what the decoder itself holds.
     """
     rgb_format = "rgb48le" if info.bit_depth > 8 else "rgb24"
-    matrix, color_range = rgb_matrix(info), _color_range(info)
-    with _open_input(info.path) as container:
+    matrix, color_range = rgb_matrix(info), color_range_of(info)
+    with open_input(info.path) as container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         index = 0
@@ -180,7 +180,7 @@ def read_frames(info: VideoInfo) -> Iterator[Frame]:
                 index += 1
         except av.error.FFmpegError as exc:
             raise InputError(
-                f"corrupt video data in {info.path} after {index} frames: {_reason(exc)}"
+                f"corrupt video data in {info.path} after {index} frames: {ffmpeg_reason(exc)}"
             ) from None
     if index == 0:
         raise InputError(f"no video frames could be decoded from {info.path}")
@@ -228,7 +228,7 @@ def writable_extension(ext: str) -> str:
     return ext if ext.lower() in _DEFAULT_CODEC else ".mkv"
 
 
-def _choose_pix_fmt(codec: av.codec.Codec, info: VideoInfo, settings: EncodeSettings) -> str:
+def choose_pix_fmt(codec: av.codec.Codec, info: VideoInfo, settings: EncodeSettings) -> str:
     supported = [f.name for f in (codec.video_formats or [])]
     if settings.pix_fmt:
         if supported and settings.pix_fmt not in supported:
@@ -257,11 +257,11 @@ class VideoWriter:
         self.path = path
         codec_name = choose_codec(Path("x" + fmt_ext), settings)
         try:
-            self.container = av.open(str(path), "w", format=_muxer_for(fmt_ext))
+            self.container = av.open(str(path), "w", format=muxer_for(fmt_ext))
         except (av.error.FFmpegError, OSError) as exc:
-            raise OutputError(f"cannot create output {path}: {_reason(exc)}") from None
+            raise OutputError(f"cannot create output {path}: {ffmpeg_reason(exc)}") from None
         self.stream = self._add_video_stream(codec_name, scale, settings)
-        self._passthrough = _Passthrough(info, self.container, fmt_ext)
+        self._passthrough = Passthrough(info, self.container, fmt_ext)
         self.frames_written = 0
 
     def _add_video_stream(self, codec_name: str, scale: int, settings: EncodeSettings):
@@ -270,7 +270,7 @@ class VideoWriter:
         stream = self.container.add_stream(codec_name, rate=rate)
         codec = stream.codec_context.codec
         stream.width, stream.height = info.width * scale, info.height * scale
-        stream.pix_fmt = _choose_pix_fmt(codec, info, settings)
+        stream.pix_fmt = choose_pix_fmt(codec, info, settings)
         # Encode in the input's time base so that every pts is written back exactly as read.
         stream.time_base = info.time_base
         stream.codec_context.time_base = info.time_base
@@ -290,7 +290,7 @@ class VideoWriter:
         if info.rotation:
             stream.set_display_rotation(info.rotation)
         self._yuv_matrix = rgb_matrix(info)
-        self._yuv_range = _color_range(info)
+        self._yuv_range = color_range_of(info)
         return stream
 
     def write(self, pts: int | None, duration: int | None, image: np.ndarray) -> None:
@@ -315,7 +315,7 @@ class VideoWriter:
             try:
                 self.container.mux(packet)
             except OSError as exc:
-                raise OutputError(f"cannot write {self.path}: {_reason(exc)}") from None
+                raise OutputError(f"cannot write {self.path}: {ffmpeg_reason(exc)}") from None
 
     def close(self) -> None:
         self._mux(self.stream.encode(None))
@@ -331,7 +331,7 @@ class VideoWriter:
             pass
 
 
-def _muxer_for(ext: str) -> str | None:
+def muxer_for(ext: str) -> str | None:
     return {".mkv": "matroska", ".webm": "webm", ".mp4": "mp4", ".m4v": "mp4", ".mov": "mov"}.get(ext)
 
 
@@ -344,7 +344,7 @@ def _fits(stream, supported: set[str], ext: str) -> bool:
 
     Audio that cannot is an error before any work: losing the sound is not ours to decide, and
     another container (or re-encoding the audio first) fixes it. A subtitle stream that cannot is
-    converted when it is text, else dropped with a warning (see `_Passthrough`).
+    converted when it is text, else dropped with a warning (see `Passthrough`).
     """
     name = stream.codec_context.name if stream.codec_context else "unknown"
     allowed = _SUBTITLE_CODECS.get(ext) if stream.type == "subtitle" else None
@@ -406,11 +406,11 @@ class _SubtitleConverter:
         return converted
 
 
-class _Passthrough:
+class Passthrough:
     """Copies audio and subtitle packets from the input to the output, unchanged, in time order."""
 
     def __init__(self, info: VideoInfo, output, fmt_ext: str):
-        self._input = _open_input(info.path)
+        self._input = open_input(info.path)
         self._map = {}
         self._converters: dict[int, _SubtitleConverter] = {}
         try:
