@@ -2,16 +2,17 @@
 
 Same pipeline shape as the big latent-diffusion models, at a size that runs on a laptop CPU:
 
-- encode: a compact conv encoder maps each LR frame to a latent at LR resolution. The latent
-  carries the LR image itself in its first 3 channels (the low-pass part) beside `width` learned
-  feature channels, so the decoder can add detail on top of a bicubic skip.
+- encode: a compact conv encoder maps each LR frame to a latent at LR resolution (×4) or LR/2
+  (×2, `latent_stride`). The latent carries the LR image itself in its first channels (losslessly,
+  as space-to-depth when strided) beside `width` learned feature channels, so the decoder can add
+  detail on top of a bicubic skip.
 - temporal_fuse: for each frame, its two neighbours in the window are aligned to it by a small
   learned offset field (flow-free: predicted from the two latents, applied with a bilinear warp),
   gated, and fused into its latent. With `temporal=False` each frame is its own neighbour, which is
   exactly per-frame inference (used for the flicker comparison).
 - denoise: one residual refinement step over the fused latent (no scheduler loop).
-- decode: a conv to scale² × 3 channels, pixel shuffle to the output size, added to the bicubic
-  upsampling of the LR image channels.
+- decode: a conv to (scale·stride)² × 3 channels, pixel shuffle to the output size, added to the
+  bicubic upsampling of the LR image channels.
 
 Weights live in `vsrup/assets/tiny_x{scale}.safetensors` beside a JSON config (architecture sizes
 and the training command, seed and time that produced them).
