@@ -103,7 +103,11 @@ def upscale(
     ),
     scale: int = typer.Option(4, "--scale", "-s", envvar="VSRUP_SCALE", help="Upscaling factor: 2 or 4."),
     model: str = typer.Option(
-        "tiny", "--model", "-m", envvar="VSRUP_MODEL", help="Model name (see `vsrup models`) or a converted bundle folder."
+        "tiny",
+        "--model",
+        "-m",
+        envvar="VSRUP_MODEL",
+        help="Model name (see `vsrup models`) or a converted bundle folder.",
     ),
     window: int = typer.Option(0, help="Frames per temporal window (0: the model's default)."),
     overlap: int = typer.Option(-1, help="Frames shared by consecutive windows (-1: the model's default)."),
@@ -298,7 +302,11 @@ def preview_command(
     ),
     scale: int = typer.Option(4, "--scale", "-s", envvar="VSRUP_SCALE", help="Upscaling factor: 2 or 4."),
     model: str = typer.Option(
-        "tiny", "--model", "-m", envvar="VSRUP_MODEL", help="Model name (see `vsrup models`) or a converted bundle folder."
+        "tiny",
+        "--model",
+        "-m",
+        envvar="VSRUP_MODEL",
+        help="Model name (see `vsrup models`) or a converted bundle folder.",
     ),
     zoom: int = typer.Option(
         3, help="Extra enlargement of the detail crops (they show 1/zoom of the frame)."
@@ -429,7 +437,9 @@ not grow with the video: the same upscale on N and on 8·N frames.
 
 @app.command("bench", help=BENCH_HELP)
 def bench_command(
-    model: str = typer.Option("tiny", "--model", "-m", help="Model name (see `vsrup models`) or a converted bundle folder."),
+    model: str = typer.Option(
+        "tiny", "--model", "-m", help="Model name (see `vsrup models`) or a converted bundle folder."
+    ),
     scale: int = typer.Option(4, "--scale", "-s", help="Upscaling factor: 2 or 4."),
     clip: Path = typer.Option(
         None, "--clip", help="Input clip (default: examples/dog_320x180.mp4).", show_default=False

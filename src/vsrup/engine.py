@@ -129,21 +129,6 @@ class Upscaler:
         reporter.finish("done", output=str(target), seconds=round(seconds, 3))
         return FileResult(source, target, frames_written, seconds)
 
-    def _encode(self, info: VideoInfo, writer: VideoWriter, reporter: Reporter, span=segments.WHOLE) -> int:
-        """Stream the video (or `span` of it) into `writer` (encoding in a background thread)."""
-        encoder = BackgroundSink(lambda item: writer.write(item[0], item[1], host_array(item[2])))
-        try:
-            frames_written = self._stream(info, encoder, reporter, span)
-            encoder.close()
-            writer.close()
-        except BaseException:
-            # Ctrl-C or an error: drop the queued frames at once, release the file, re-raise.
-            with contextlib.suppress(BaseException):
-                encoder.abort()
-            writer.abort()
-            raise
-        return frames_written
-
     def _resume_folder(self, info: VideoInfo, target: Path) -> resume.ResumeFolder:
         """The job's segment folder; the key lists everything the output frames depend on."""
         stat = info.path.stat()
@@ -184,6 +169,21 @@ class Upscaler:
     def writer_info(self, info: VideoInfo) -> VideoInfo:
         """The facts the writer sizes its stream by: the input's (a side-by-side compare is wider)."""
         return info
+
+    def _encode(self, info: VideoInfo, writer: VideoWriter, reporter: Reporter, span=segments.WHOLE) -> int:
+        """Stream the video (or `span` of it) into `writer` (encoding in a background thread)."""
+        encoder = BackgroundSink(lambda item: writer.write(item[0], item[1], host_array(item[2])))
+        try:
+            frames_written = self._stream(info, encoder, reporter, span)
+            encoder.close()
+            writer.close()
+        except BaseException:
+            # Ctrl-C or an error: drop the queued frames at once, release the file, re-raise.
+            with contextlib.suppress(BaseException):
+                encoder.abort()
+            writer.abort()
+            raise
+        return frames_written
 
     def _stream(
         self, info: VideoInfo, encoder: BackgroundSink, reporter: Reporter, span=segments.WHOLE
