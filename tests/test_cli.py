@@ -44,3 +44,10 @@ def test_join_rebuilds_the_clip_from_segments(tmp_path: Path):
     assert all((a == b).all() for a, b in zip(frames_joined, frames_whole, strict=True))
     assert packet_bytes(joined, "audio") == packet_bytes(tmp_path / "whole.mkv", "audio")
     assert probe(joined).frame_rate == probe(src).frame_rate
+
+
+def test_train_and_eval_commands_reach_their_own_options():
+    for command, option in (("train", "--steps"), ("eval", "--variants")):
+        result = vsrup(command, "--help")
+        assert result.returncode == 0 and option in result.stdout
+    assert vsrup("train", "--no-such-option").returncode == 2

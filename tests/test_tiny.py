@@ -107,3 +107,17 @@ def test_shipped_weights_beat_bicubic_on_held_out_frames(scale):
     bicubic = F.interpolate(lr, scale_factor=scale, mode="bicubic", align_corners=False).clamp(0, 1)
     gain = psnr_y(out, hr, scale) - psnr_y(bicubic, hr, scale)
     assert gain > 0.5
+
+
+def test_shipped_weights_are_checked_against_their_pin(tmp_path, monkeypatch):
+    from vsrup.errors import WeightsError
+    from vsrup.models import tiny
+
+    shipped, _ = tiny.asset_paths(4)
+    tiny.verify_shipped(shipped)  # the committed file matches weights.toml
+    edited = tmp_path / shipped.name
+    data = bytearray(shipped.read_bytes())
+    data[-1] ^= 1
+    edited.write_bytes(bytes(data))
+    with pytest.raises(WeightsError, match="sha256"):
+        tiny.verify_shipped(edited)

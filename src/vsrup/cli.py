@@ -536,6 +536,35 @@ def join_command(
     typer.echo(f"{paths[-1]}: {frames} frames")
 
 
+# Training and evaluation keep their own argparse interfaces (`python -m vsrup.train` works too);
+# these commands hand the arguments straight through, --help included.
+_PASSTHROUGH = {"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []}
+
+
+@app.command(
+    "train",
+    context_settings=_PASSTHROUGH,
+    help="Train vsrup's tiny model on videos or frame folders and write safetensors + JSON config. "
+    "Run `vsrup train --help` for the options; docs/MODEL_CARD.md has the commands behind the shipped weights.",
+)
+def train_command(ctx: typer.Context) -> None:
+    from vsrup.train.__main__ import main as train_main
+
+    raise typer.Exit(train_main(list(ctx.args)) or 0)
+
+
+@app.command(
+    "eval",
+    context_settings=_PASSTHROUGH,
+    help="Quality benchmark: PSNR-Y, SSIM-Y and flicker of a model beside bicubic and Lanczos on "
+    "HR videos or frame folders (default: the held-out set). Run `vsrup eval --help` for the options.",
+)
+def eval_command(ctx: typer.Context) -> None:
+    from vsrup.evaluate import main as eval_main
+
+    raise typer.Exit(eval_main(list(ctx.args)) or 0)
+
+
 def main() -> None:
     """Console entry point: one-line errors with distinct exit codes."""
     try:

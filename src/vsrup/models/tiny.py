@@ -229,4 +229,16 @@ def load_shipped(
         from vsrup.errors import UsageError
 
         raise UsageError(f"the tiny model has ×2 and ×4 weights, not ×{scale}")
-    return load_tiny(asset_paths(scale)[0], device, dtype)
+    weights_path = asset_paths(scale)[0]
+    verify_shipped(weights_path)
+    return load_tiny(weights_path, device, dtype)
+
+
+def verify_shipped(path: Path) -> None:
+    """Refuse shipped weights that differ from their weights.toml pin (a broken or edited install).
+    Hashing 0.6 MB costs about a millisecond."""
+    from vsrup import weights
+
+    for spec in weights.get_entry("tiny").files:
+        if spec.name == path.name and spec.pinned:
+            weights.verify_file(path, spec.sha256, spec.size)
