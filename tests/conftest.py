@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from fractions import Fraction
 from pathlib import Path
 
@@ -108,6 +109,21 @@ def decode_all(path: Path) -> tuple[list[int], list[np.ndarray]]:
             pts.append(frame.pts)
             images.append(frame.to_ndarray(format="rgb24"))
     return pts, images
+
+
+def run_cli(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
+    """Run `vsrup ARGS` in this process (so monkeypatches apply); return (exit code, stdout, stderr)."""
+    from vsrup import cli
+
+    monkeypatch.setattr(sys, "argv", ["vsrup", *args])
+    monkeypatch.setitem(cli._state, "debug", False)
+    try:
+        cli.main()
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
 
 
 def packet_bytes(path: Path, kind: str) -> list[bytes]:

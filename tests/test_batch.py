@@ -5,29 +5,16 @@ from __future__ import annotations
 
 import io
 import json
-import sys
 from pathlib import Path
 
 import pytest
-from conftest import decode_all, make_clip
+from conftest import decode_all, make_clip, run_cli
 from rich.console import Console
 
-from vsrup import cli, models
+from vsrup import models
 from vsrup.batch import Outcome, plan_jobs, report_summary
 from vsrup.engine import Upscaler
 from vsrup.progress import RichReporter
-
-
-def run_cli(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
-    """Run `vsrup ARGS` in this process; return (exit code, stdout, stderr)."""
-    monkeypatch.setattr(sys, "argv", ["vsrup", *args])
-    try:
-        cli.main()
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def events(stdout: str) -> list[dict]:

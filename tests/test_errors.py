@@ -14,25 +14,13 @@ from pathlib import Path
 import av
 import pytest
 import torch
-from conftest import _write_tone, make_clip
+from conftest import _write_tone, make_clip, run_cli
 
-from vsrup import cli, models
+from vsrup import models
 from vsrup.devices import is_out_of_memory
 from vsrup.engine import Upscaler, UpscaleSettings
 from vsrup.errors import DeviceError, WeightsError
 from vsrup.video import VideoWriter
-
-
-def run_cli(monkeypatch, capsys, *args: str) -> tuple[int, str]:
-    """Run `vsrup ARGS` in this process (so monkeypatches apply); return (exit code, stderr)."""
-    monkeypatch.setattr(sys, "argv", ["vsrup", *args])
-    monkeypatch.setitem(cli._state, "debug", False)
-    try:
-        cli.main()
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    return code, capsys.readouterr().err
 
 
 def assert_one_line(err: str, *fragments: str) -> None:
@@ -59,7 +47,7 @@ def clip(tmp_path: Path) -> Path:
 
 def test_missing_input_exits_3(tmp_path, monkeypatch, capsys):
     target = tmp_path / "out.mp4"
-    code, err = run_cli(monkeypatch, capsys, *upscale_args(tmp_path / "nope.mp4", target))
+    code, _, err = run_cli(monkeypatch, capsys, *upscale_args(tmp_path / "nope.mp4", target))
     assert code == 3
     assert_one_line(err, "input not found", "nope.mp4")
     assert not target.exists()
@@ -68,7 +56,7 @@ def test_missing_input_exits_3(tmp_path, monkeypatch, capsys):
 def test_text_file_named_mp4_is_not_a_video(tmp_path, monkeypatch, capsys):
     fake = tmp_path / "notes.mp4"
     fake.write_text("this is a shopping list, not a video\n" * 50)
-    code, err = run_cli(monkeypatch, capsys, *upscale_args(fake, tmp_path / "out.mp4"))
+    code, _, err = run_cli(monkeypatch, capsys, *upscale_args(fake, tmp_path / "out.mp4"))
     assert code == 3
     assert_one_line(err, "not a readable video", "notes.mp4")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.mp4"]
@@ -78,7 +66,7 @@ def test_mp4_cut_in_half_is_reported_corrupt(tmp_path, monkeypatch, capsys):
     whole = make_clip(tmp_path / "whole.mp4", frames=20).read_bytes()
     half = tmp_path / "half.mp4"
     half.write_bytes(whole[: len(whole) // 2])
-    code, err = run_cli(monkeypatch, capsys, *upscale_args(half, tmp_path / "out.mp4"))
+    code, _, err = run_cli(monkeypatch, capsys, *upscale_args(half, tmp_path / "out.mp4"))
     assert code == 3
     assert_one_line(err, "not a readable video", "half.mp4")
     assert not (tmp_path / "out.mp4").exists() and no_leftovers(tmp_path) == []
@@ -89,7 +77,7 @@ def test_truncated_mkv_warns_that_frames_are_missing(tmp_path, monkeypatch, caps
     whole = make_clip(tmp_path / "whole.mkv", frames=20).read_bytes()
     half = tmp_path / "half.mkv"
     half.write_bytes(whole[: len(whole) // 2])
-    code, err = run_cli(monkeypatch, capsys, *upscale_args(half, tmp_path / "out.mkv"))
+    code, _, err = run_cli(monkeypatch, capsys, *upscale_args(half, tmp_path / "out.mkv"))
     with av.open(str(tmp_path / "out.mkv")) as c:
         decoded = sum(1 for _ in c.decode(video=0))
     assert code == 0 and 0 < decoded < 15
@@ -106,7 +94,7 @@ def test_zero_frames_exits_3(tmp_path, monkeypatch, capsys):
             if packet.dts is not None:
                 packet.stream = audio
                 out.mux(packet)
-    code, err = run_cli(monkeypatch, capsys, *upscale_args(empty, tmp_path / "out.mkv"))
+    code, _, err = run_cli(monkeypatch, capsys, *upscale_args(empty, tmp_path / "out.mkv"))
     assert code == 3
     assert_one_line(err, "no video frames could be decoded", "empty.mkv")
     assert not (tmp_path / "out.mkv").exists() and no_leftovers(tmp_path) == []
@@ -116,7 +104,7 @@ def test_audio_only_file_exits_3(tmp_path, monkeypatch, capsys):
     audio_only = tmp_path / "song.mp4"
     with av.open(str(audio_only), "w") as out:
         _write_tone(out, out.add_stream("aac", rate=48000), seconds=0.3)
-    code, err = run_cli(monkeypatch, capsys, *upscale_args(audio_only, tmp_path / "out.mp4"))
+    code, _, err = run_cli(monkeypatch, capsys, *upscale_args(audio_only, tmp_path / "out.mp4"))
     assert code == 3
     assert_one_line(err, "no video stream", "it has: audio")
 
@@ -127,7 +115,7 @@ def test_undecodable_codec_exits_3(tmp_path, monkeypatch, capsys):
     assert data.count(b"V_MPEG4/ISO/ASP") == 1
     odd = tmp_path / "odd.mkv"
     odd.write_bytes(data.replace(b"V_MPEG4/ISO/ASP", b"V_MPEG4/ISO/XYZ"))
-    code, err = run_cli(monkeypatch, capsys, *upscale_args(odd, tmp_path / "out.mkv"))
+    code, _, err = run_cli(monkeypatch, capsys, *upscale_args(odd, tmp_path / "out.mkv"))
     assert code == 3
     assert_one_line(err, "unsupported video codec", "odd.mkv")
 
@@ -142,7 +130,7 @@ def test_undecodable_codec_exits_3(tmp_path, monkeypatch, capsys):
 def test_unsupported_output_codec_or_container_exits_2(
     clip, tmp_path, monkeypatch, capsys, target_name, extra, fragment
 ):
-    code, err = run_cli(monkeypatch, capsys, *upscale_args(clip, tmp_path / target_name, *extra))
+    code, _, err = run_cli(monkeypatch, capsys, *upscale_args(clip, tmp_path / target_name, *extra))
     assert code == 2
     assert_one_line(err, fragment)
     assert not (tmp_path / target_name).exists()
@@ -151,11 +139,11 @@ def test_unsupported_output_codec_or_container_exits_2(
 def test_existing_output_is_untouched_without_overwrite(clip, tmp_path, monkeypatch, capsys):
     target = tmp_path / "out.mp4"
     target.write_bytes(b"precious")
-    code, err = run_cli(monkeypatch, capsys, *upscale_args(clip, target))
+    code, _, err = run_cli(monkeypatch, capsys, *upscale_args(clip, target))
     assert code == 4
     assert_one_line(err, "output exists", "--overwrite")
     assert target.read_bytes() == b"precious"
-    code, _ = run_cli(monkeypatch, capsys, *upscale_args(clip, target, "--overwrite"))
+    code, _, _ = run_cli(monkeypatch, capsys, *upscale_args(clip, target, "--overwrite"))
     assert code == 0 and target.stat().st_size > 1000
 
 
@@ -175,7 +163,7 @@ def _unwritable_folder(tmp_path: Path) -> Path:
 
 def test_output_folder_not_writable_exits_4(clip, tmp_path, monkeypatch, capsys):
     folder = _unwritable_folder(tmp_path)
-    code, err = run_cli(monkeypatch, capsys, *upscale_args(clip, folder / "out.mp4"))
+    code, _, err = run_cli(monkeypatch, capsys, *upscale_args(clip, folder / "out.mp4"))
     assert code == 4
     assert_one_line(err, "not writable", str(folder))
     assert not (folder / "out.mp4").exists()
@@ -192,7 +180,7 @@ def test_disk_full_mid_run_leaves_no_file(tmp_path, monkeypatch, capsys):
 
     monkeypatch.setattr(VideoWriter, "write", write_until_full)
     target = tmp_path / "out.mp4"
-    code, err = run_cli(monkeypatch, capsys, *upscale_args(clip, target))
+    code, _, err = run_cli(monkeypatch, capsys, *upscale_args(clip, target))
     assert code == 4
     assert_one_line(err, "No space left on device", str(target))
     assert not target.exists() and no_leftovers(tmp_path) == []
@@ -210,7 +198,7 @@ def test_weights_errors_exit_5(clip, tmp_path, monkeypatch, capsys, message):
         raise WeightsError(message)
 
     monkeypatch.setitem(models._LOADERS, "broken", broken_loader)
-    code, err = run_cli(monkeypatch, capsys, "upscale", str(clip), str(tmp_path / "o.mp4"), "-m", "broken")
+    code, _, err = run_cli(monkeypatch, capsys, "upscale", str(clip), str(tmp_path / "o.mp4"), "-m", "broken")
     assert code == 5
     assert_one_line(err, message)
     assert not (tmp_path / "o.mp4").exists()
@@ -228,21 +216,21 @@ def test_weights_errors_exit_5(clip, tmp_path, monkeypatch, capsys, message):
     ],
 )
 def test_invalid_options_exit_2(clip, tmp_path, monkeypatch, capsys, options, fragment):
-    code, err = run_cli(monkeypatch, capsys, *upscale_args(clip, tmp_path / "o.mp4", *options))
+    code, _, err = run_cli(monkeypatch, capsys, *upscale_args(clip, tmp_path / "o.mp4", *options))
     assert code == 2
     assert_one_line(err, fragment)
     assert not (tmp_path / "o.mp4").exists()
 
 
 def test_missing_output_argument_is_a_usage_error(clip, monkeypatch, capsys):
-    code, err = run_cli(monkeypatch, capsys, "upscale", str(clip), "-m", "bicubic")
+    code, _, err = run_cli(monkeypatch, capsys, "upscale", str(clip), "-m", "bicubic")
     assert code == 2
     assert_one_line(err, "give an input")
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
 def test_cuda_requested_but_absent_exits_6(clip, tmp_path, monkeypatch, capsys):
-    code, err = run_cli(monkeypatch, capsys, *upscale_args(clip, tmp_path / "o.mp4", "--device", "cuda"))
+    code, _, err = run_cli(monkeypatch, capsys, *upscale_args(clip, tmp_path / "o.mp4", "--device", "cuda"))
     assert code == 6
     assert_one_line(err, "no CUDA GPU is available", "--device cpu")
 
@@ -294,10 +282,10 @@ def test_unexpected_error_is_one_line_and_debug_shows_traceback(clip, tmp_path, 
         return model
 
     monkeypatch.setattr(models, "load_model", load_exploding)
-    code, err = run_cli(monkeypatch, capsys, *upscale_args(clip, tmp_path / "o.mp4"))
+    code, _, err = run_cli(monkeypatch, capsys, *upscale_args(clip, tmp_path / "o.mp4"))
     assert code == 1
     assert_one_line(err, "internal error: ZeroDivisionError: boom", "--debug")
-    code, err = run_cli(monkeypatch, capsys, "--debug", *upscale_args(clip, tmp_path / "o.mp4"))
+    code, _, err = run_cli(monkeypatch, capsys, "--debug", *upscale_args(clip, tmp_path / "o.mp4"))
     assert code == 1 and "Traceback" in err and "ZeroDivisionError: boom" in err
     assert not (tmp_path / "o.mp4").exists() and no_leftovers(tmp_path) == []
 

@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import decode_all, make_clip, packet_bytes
+from conftest import decode_all, make_clip, packet_bytes, run_cli
 
-from vsrup import cli, models, resume
+from vsrup import models, resume
 from vsrup.batch import plan_jobs
 from vsrup.engine import Upscaler, UpscaleSettings
 from vsrup.models.bicubic import Bicubic
@@ -105,16 +105,6 @@ def test_killed_job_resumes_to_the_uninterrupted_output(tmp_path, monkeypatch):
     assert not resume.work_folder(target).exists()
 
 
-def run_cli(monkeypatch, capsys, *args: str) -> tuple[int, str]:
-    monkeypatch.setattr(sys, "argv", ["vsrup", *args])
-    try:
-        cli.main()
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    return code, capsys.readouterr().err
-
-
 def _interrupt_after_two_segments(monkeypatch) -> None:
     """Ctrl-C as the second segment is listed (raised in the encoder thread, re-raised in the main)."""
     finish = resume.SegmentedWriter._finish_segment
@@ -140,7 +130,7 @@ def test_interrupted_mp4_with_audio_resumes_from_the_command_line(tmp_path, monk
     assert sorted(p.name for p in work.iterdir()) == ["00000.nut", "00001.nut", "manifest.json"]
 
     args = ["upscale", str(clip), str(target), "-m", "bicubic", "-s", "2", "--progress", "json"]
-    code, err = run_cli(monkeypatch, capsys, *args, "--resume")
+    code, _, err = run_cli(monkeypatch, capsys, *args, "--resume")
     assert code == 0, err
     assert run_cli(monkeypatch, capsys, *args[:-2], "-q", "--resume")[0] == 4  # output exists now
     assert run_cli(monkeypatch, capsys, "upscale", str(clip), str(tmp_path / "plain.mp4"), "-m", "bicubic",
