@@ -207,6 +207,16 @@ def measure_upscale(spec: dict) -> dict:
     }
 
 
+def _throughput(frames: int, seconds: float) -> dict:
+    """The figures every I/O-only measurement reports."""
+    return {
+        "frames": frames,
+        "seconds": round(seconds, 4),
+        "fps": _fps(frames, seconds),
+        "peak_rss_mib": peak_rss_mib(),
+    }
+
+
 def measure_decode(spec: dict) -> dict:
     """Decode + RGB conversion of every frame, as the engine's reader does it, nothing else."""
     from vsrup.video import probe, read_frames
@@ -215,12 +225,7 @@ def measure_decode(spec: dict) -> dict:
     started = time.perf_counter()
     frames = sum(1 for _ in read_frames(info))
     seconds = time.perf_counter() - started
-    return {
-        "frames": frames,
-        "seconds": round(seconds, 4),
-        "fps": _fps(frames, seconds),
-        "peak_rss_mib": peak_rss_mib(),
-    }
+    return _throughput(frames, seconds)
 
 
 def measure_encode(spec: dict) -> dict:
@@ -253,12 +258,7 @@ def measure_encode(spec: dict) -> dict:
         writer.abort()
         raise
     seconds = time.perf_counter() - started
-    return {
-        "frames": count,
-        "seconds": round(seconds, 4),
-        "fps": _fps(count, seconds),
-        "peak_rss_mib": peak_rss_mib(),
-    }
+    return _throughput(count, seconds)
 
 
 def measure_stages(spec: dict) -> dict:
