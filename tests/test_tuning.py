@@ -85,3 +85,36 @@ def test_gpu_window_doubles_only_with_room_and_only_when_not_set():
         model, torch.device("cpu"), torch.float32, 8, 2, None, (320, 180), auto_window=True, free=10**12
     )
     assert cpu.window == 8  # the CPU keeps the model's window
+
+
+def test_max_memory_caps_the_plan():
+    model = Sized()
+    roomy = tuning.plan(model, torch.device("cpu"), torch.float32, 8, 2, None, (1280, 720), free=10**12)
+    need = roomy.estimate_mib * MIB
+    capped = tuning.plan(
+        model, torch.device("cpu"), torch.float32, 8, 2, None, (1280, 720), free=10**12, limit=int(need / 4)
+    )
+    assert roomy.tile == 0 and capped.tile > 0
+    assert capped.free_mib == need / 4 / MIB
+    # Measured free memory under a limit: no more than the limit less what the process holds already.
+    assert tuning.free_memory_bytes(torch.device("cpu"), limit=2**40) <= 2**40
+    assert tuning.free_memory_bytes(torch.device("cpu"), limit=1) == 0
+
+
+def test_upscale_max_memory_tiles_the_frame_and_says_so(tmp_path, monkeypatch, capsys):
+    from conftest import decode_all, make_clip, run_cli
+
+    clip = make_clip(tmp_path / "in.mp4", frames=5, size=(96, 64))
+    out = tmp_path / "out.mp4"
+    code, _out, err = run_cli(
+        monkeypatch, capsys, "upscale", str(clip), str(out), "--max-memory", "0.001", "--verbose",
+    )  # fmt: skip
+    assert code == 0, err
+    assert "tile 32 latent px" in err and "host memory plan capped at 0.0 GiB" in err
+    pts, images = decode_all(out)
+    assert len(pts) == 5 and images[0].shape == (256, 384, 3)
+    code, _out, err = run_cli(
+        monkeypatch, capsys, "upscale", str(clip), str(tmp_path / "x.mp4"), "--max-memory", "0"
+    )
+    assert code == 2 and "--max-memory must be a positive number" in err and "Traceback" not in err
+    assert not (tmp_path / "x.mp4").exists()

@@ -50,6 +50,7 @@ class BenchOptions:
     overlap: int | None = None
     tile: int | None = None
     compile: bool = False
+    max_memory_gib: float | None = None  # --max-memory: e.g. 24 to check that a job fits a 24 GB card
     random_weights: bool = False  # the model's architecture with untrained weights (speed only)
     repeats: int = 2  # timed repetitions of the per-stage measurement (the best one is kept)
     length_frames: int = 64  # N of the memory-vs-length check (0: skip it); ≥ x264 lookahead
@@ -148,6 +149,7 @@ def _settings(spec: dict):
         device=spec["device"],
         dtype=spec["dtype"],
         compile=spec.get("compile", False),
+        max_memory_gib=spec.get("max_memory_gib"),
         overwrite=True,
     )
 
@@ -496,6 +498,7 @@ def _run(options: BenchOptions, work: Path, say) -> dict:
         "overlap": options.overlap,
         "tile": options.tile,
         "compile": options.compile,
+        "max_memory_gib": options.max_memory_gib,
         "random_weights": options.random_weights,
         "repeats": options.repeats,
     }

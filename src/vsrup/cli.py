@@ -125,6 +125,14 @@ def upscale(
         "--compile",
         help="torch.compile the model's heavy modules (CUDA only; slow first window, faster after).",
     ),
+    max_memory: float = typer.Option(
+        None,
+        "--max-memory",
+        envvar="VSRUP_MAX_MEMORY",
+        help="GiB of device memory to use at most (tiles and window are sized to it; on CUDA the "
+        "allocator enforces it). For a shared GPU, or to check that a job fits a smaller card.",
+        show_default=False,
+    ),
     verbose: bool = typer.Option(
         False, "--verbose", "-v", help="Print the chosen device, window, overlap, tile and speed switches."
     ),
@@ -206,6 +214,7 @@ def upscale(
         resume=resume,
         start=start,
         end=end,
+        max_memory_gib=max_memory,
     )
     if dry_run:
         from vsrup.estimate import dry_run as estimate_run
@@ -456,6 +465,9 @@ def bench_command(
     overlap: int = typer.Option(-1, help="Frames shared by consecutive windows (-1: the model's default)."),
     tile: int = typer.Option(-1, help="Latent tile (-1: from free memory, 0: none)."),
     compile_model: bool = typer.Option(False, "--compile", help="torch.compile the model (CUDA only)."),
+    max_memory: float = typer.Option(
+        None, "--max-memory", help="GiB of device memory to plan for and (CUDA) cap at.", show_default=False
+    ),
     random_weights: bool = typer.Option(
         False, "--random-weights", help="Untrained weights of the same architecture (speed only; tiny)."
     ),
@@ -490,6 +502,7 @@ def bench_command(
         overlap=None if overlap < 0 else overlap,
         tile=None if tile < 0 else tile,
         compile=compile_model,
+        max_memory_gib=max_memory,
         random_weights=random_weights,
         repeats=repeats,
         length_frames=length_frames,

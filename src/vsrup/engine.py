@@ -47,12 +47,19 @@ class UpscaleSettings:
     verbose: bool = False  # report the chosen device, window, overlap, tile, speed switches
     start: str | None = None  # --start/--end: upscale only this part (video only; see segments.py)
     end: str | None = None
+    max_memory_gib: float | None = None  # --max-memory: plan (and on CUDA cap) device memory to this
+
+    @property
+    def max_memory_bytes(self) -> int | None:
+        return None if self.max_memory_gib is None else int(self.max_memory_gib * 2**30)
 
     def validate(self) -> None:
         if self.scale not in SCALES:
             raise UsageError(f"--scale must be one of {', '.join(map(str, SCALES))} (got {self.scale})")
         if self.tile is not None and (self.tile < 0 or 0 < self.tile < 8):
             raise UsageError(f"--tile must be 0 (off) or at least 8 latent pixels (got {self.tile})")
+        if self.max_memory_gib is not None and not self.max_memory_gib > 0:
+            raise UsageError(f"--max-memory must be a positive number of GiB (got {self.max_memory_gib})")
 
 
 @dataclass
@@ -78,6 +85,7 @@ class Upscaler:
         self.model = models.load_model(settings.model, settings.scale, self.device, self.dtype)
         self.model.tiles.latent_tile = settings.tile or 0
         self.speed_notes = tuning.accelerate(self.model, self.device, settings.compile)
+        self.speed_notes += tuning.limit_device_memory(self.device, settings.max_memory_bytes)
         context = self.model.temporal_context
         self.window = settings.window or (8 if context else 4)
         self.overlap = settings.overlap if settings.overlap is not None else min(2 * context, self.window - 1)
@@ -245,7 +253,8 @@ class Upscaler:
         unless they were set, and say so."""
         base = self.__dict__.setdefault("_base_window", self.window)  # before any per-file growth
         chosen = tuning.plan(self.model, self.device, self.dtype, base, self.overlap, self.settings.tile,
-                             (info.width, info.height), auto_window=self.settings.window is None)  # fmt: skip
+                             (info.width, info.height), auto_window=self.settings.window is None,
+                             limit=self.settings.max_memory_bytes)  # fmt: skip
         self.window = chosen.window
         self.model.tiles.latent_tile = chosen.tile
         chosen.notes += self.speed_notes

@@ -57,19 +57,52 @@ class Plan:
         return "; ".join([text, *self.notes])
 
 
-def free_memory_bytes(device: torch.device) -> int | None:
-    """Free memory on the device: CUDA's free bytes, or the host's MemAvailable; None if unknown."""
+def free_memory_bytes(device: torch.device, limit: int | None = None) -> int | None:
+    """Free memory on the device: CUDA's free bytes, or the host's MemAvailable; None if unknown.
+    With a `limit` (bytes, `--max-memory`) no more than what this process may still use under it."""
     if device.type == "cuda":
         free, _total = torch.cuda.mem_get_info(device)
-        return int(free)
+        in_use = torch.cuda.memory_allocated(device)
+    else:
+        free, in_use = _meminfo_bytes("MemAvailable:"), _own_rss_bytes()
+    if limit is not None:
+        room = max(limit - (in_use or 0), 0)
+        free = room if free is None else min(int(free), room)
+    return None if free is None else int(free)
+
+
+def _meminfo_bytes(key: str) -> int | None:
     try:
         with open("/proc/meminfo") as meminfo:
             for line in meminfo:
-                if line.startswith("MemAvailable:"):
+                if line.startswith(key):
                     return int(line.split()[1]) * 1024
     except OSError:
         pass
     return None
+
+
+def _own_rss_bytes() -> int | None:
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def limit_device_memory(device: torch.device, limit: int | None) -> list[str]:
+    """`--max-memory`: plan within `limit` bytes, and on CUDA make the allocator enforce it, so a
+    window that would need more hits the OOM fallback (smaller tiles) instead of the whole card."""
+    if limit is None:
+        return []
+    if device.type == "cuda":
+        total = torch.cuda.get_device_properties(device).total_memory
+        torch.cuda.set_per_process_memory_fraction(min(1.0, limit / total), device)
+        return [f"GPU memory capped at {limit / 2**30:.1f} GiB of {total / 2**30:.1f}"]
+    return [f"host memory plan capped at {limit / 2**30:.1f} GiB"]
 
 
 def device_name(device: torch.device) -> str:
@@ -115,12 +148,14 @@ def choose_tile(
 
 def plan(model, device: torch.device, dtype: torch.dtype, window: int, overlap: int, tile: int | None,
          size: tuple[int, int] | None, auto_window: bool = False,
-         free: int | None | str = "measure") -> Plan:  # fmt: skip
+         free: int | None | str = "measure", limit: int | None = None) -> Plan:  # fmt: skip
     """The settings for one video of `size` (width, height): an explicit `tile` is kept; `None`
     means choose from the free memory. `auto_window`: the window is the model's default and may
-    grow on a GPU. `free` overrides the measured free memory (for tests)."""
+    grow on a GPU. `free` overrides the measured free memory (for tests); `limit` caps it."""
     if free == "measure":
-        free = free_memory_bytes(device)
+        free = free_memory_bytes(device, limit)
+    elif free is not None and limit is not None:
+        free = min(free, limit)
     result = Plan(
         device=device_name(device),
         dtype=str(dtype).removeprefix("torch."),
