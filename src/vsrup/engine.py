@@ -133,6 +133,7 @@ class Upscaler:
                     raise InputError(f"no frames of {source} lie in the range {span.start}f-{span.stop}f")
         if work is not None:
             work.remove()  # only once the output is in place
+        tuning.release_host_memory()
         seconds = time.perf_counter() - started
         reporter.finish("done", output=str(target), seconds=round(seconds, 3))
         return FileResult(source, target, frames_written, seconds)
