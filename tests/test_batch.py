@@ -61,8 +61,10 @@ def test_folder_keeps_layout_reports_the_bad_file_and_exits_7(folder, tmp_path, 
     assert len(failed) == 1 and failed[0]["file"].endswith("broken.mp4")
     assert failed[0]["exit_code"] == 3 and "not a readable video" in failed[0]["error"]
     # the failure was reported when it happened, before the later files were done
-    kinds = [(e["event"], e.get("status"), Path(e.get("file", "")).name) for e in events(stdout)]
-    assert kinds.index(("finish", "failed", "broken.mp4")) < kinds.index(("finish", "done", "c.mov"))
+    kinds = [(e["event"], e.get("status"), e.get("file")) for e in events(stdout)]
+    broken, last = str(folder / "sub" / "broken.mp4"), str(folder / "sub" / "deeper" / "c.mov")
+    # every event names a file the same way: the input path, done or failed
+    assert kinds.index(("finish", "failed", broken)) < kinds.index(("finish", "done", last))
 
 
 def test_skip_existing_leaves_finished_outputs_alone(folder, tmp_path, monkeypatch, capsys):

@@ -143,7 +143,7 @@ def upscale_ray(
     try:
         actors = start_actors(ray, settings, progress_name)
         outcomes, works = plan_files(jobs, settings, len(actors) * per_worker, single, skip_existing)
-        reporter.start(jobs[0].source.name if single else f"{len(works)} files", sum(w.frames for w in works))
+        reporter.start(str(jobs[0].source) if single else f"{len(works)} files", sum(w.frames for w in works))
         started = time.perf_counter()
         try:
             _run(ray, actors, works, settings, reporter, progress)

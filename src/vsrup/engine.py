@@ -112,7 +112,7 @@ class Upscaler:
         span = frame_range or segments.WHOLE
         self._plan(info, reporter)
         started = time.perf_counter()
-        reporter.start(source.name, span.length(info.frames_estimate))
+        reporter.start(str(source), span.length(info.frames_estimate))
         work = self._resume_folder(info, target) if self.settings.resume and frame_range is None else None
         if work is None and resume.work_folder(target).is_dir():
             folder = resume.work_folder(target)

@@ -142,7 +142,7 @@ def upscale_devices(
     names = parse_devices(devices) if isinstance(devices, str) else devices
     jobs, single = batch_jobs(paths, suffix)
     outcomes, works = plan_files(jobs, settings, len(names) * per_worker, single, skip_existing)
-    reporter.start(jobs[0].source.name if single else f"{len(works)} files", sum(w.frames for w in works))
+    reporter.start(str(jobs[0].source) if single else f"{len(works)} files", sum(w.frames for w in works))
     started = time.perf_counter()
     try:
         if works:

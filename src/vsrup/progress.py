@@ -10,6 +10,7 @@ import json
 import sys
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TextIO
 
 
@@ -141,7 +142,8 @@ class RichReporter(Reporter):
 
     def start(self, file: str, total: int | None) -> None:
         super().start(file, total)
-        self.task = self.progress.add_task(file, total=total, fps=0.0)
+        self.file = Path(file).name  # a bar has room for the name only
+        self.task = self.progress.add_task(self.file, total=total, fps=0.0)
 
     def advance(self, frames: int, stage: str = "upscale") -> None:
         super().advance(frames, stage)
