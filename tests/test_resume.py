@@ -233,3 +233,36 @@ def test_unfinished_work_is_pointed_out_when_resume_is_not_given(tmp_path, monke
         f"note: {resume.work_folder(target)} holds unfinished work for this output; --resume would use it"
     ]
     assert len(decode_all(target)[0]) == 6
+
+
+def test_resumed_run_keeps_the_earlier_runs_automatic_plan(tmp_path, monkeypatch):
+    """The first run planned a longer window (as a roomier GPU would); the rerun plans the default
+    but must finish with the first run's window, or its frames would not match the finished ones."""
+    from vsrup import tuning
+
+    register_window_dependent()
+    clip = make_clip(tmp_path / "in.mkv", frames=40)
+    target = tmp_path / "out.mkv"
+    real_plan = tuning.plan
+
+    def roomy(*args, **kwargs):
+        chosen = real_plan(*args, **kwargs)
+        chosen.window = 12
+        return chosen
+
+    monkeypatch.setattr(tuning, "plan", roomy)
+    _interrupt_after_two_segments(monkeypatch)
+    with pytest.raises(KeyboardInterrupt):
+        Upscaler(settings(window=None, resume=True, segment_frames=8)).upscale_file(clip, target)
+    assert json.loads((resume.work_folder(target) / resume.MANIFEST).read_text())["plan"]["window"] == 12
+    monkeypatch.undo()
+    register_window_dependent()
+
+    resumed = Upscaler(settings(window=None, resume=True, segment_frames=8))
+    resumed.upscale_file(clip, target)
+    assert resumed.window == 12
+    Upscaler(settings(window=12)).upscale_file(clip, tmp_path / "w12.mkv")
+    Upscaler(settings(window=None)).upscale_file(clip, tmp_path / "w8.mkv")
+    images, w12, w8 = (decode_all(p)[1] for p in (target, tmp_path / "w12.mkv", tmp_path / "w8.mkv"))
+    assert all(np.array_equal(a, b) for a, b in zip(images, w12, strict=True))
+    assert not all(np.array_equal(a, b) for a, b in zip(images, w8, strict=True))  # the check can fail

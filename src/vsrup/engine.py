@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import logging
 import os
 import time
 from collections.abc import Iterator
@@ -26,6 +27,8 @@ from vsrup.progress import Reporter
 from vsrup.threads import BackgroundSink, prefetch
 from vsrup.video import EncodeSettings, Frame, VideoInfo, VideoWriter, choose_codec, probe
 from vsrup.windows import TemporalBlender, Window, check_window, sliding_windows
+
+log = logging.getLogger(__name__)
 
 SCALES = (2, 4)
 
@@ -139,7 +142,9 @@ class Upscaler:
         return FileResult(source, target, frames_written, seconds)
 
     def _resume_folder(self, info: VideoInfo, target: Path) -> resume.ResumeFolder:
-        """The job's segment folder; the key lists everything the output frames depend on."""
+        """The job's segment folder. Its key lists everything the output frames depend on, as the
+        user asked for it; what this run planned for the automatic window and tile is kept beside
+        it, and a resumed run takes over the earlier run's plan (see `resume`)."""
         stat = info.path.stat()
         key = {
             "input": str(info.path.resolve()),
@@ -147,14 +152,19 @@ class Upscaler:
             "mtime_ns": stat.st_mtime_ns,
             "model": self.settings.model,
             "scale": self.settings.scale,
-            "window": self.window,
+            "window": self.settings.window,
             "overlap": self.overlap,
             "tile": self.settings.tile,
             "device": self.device.type,
             "dtype": str(self.dtype),
             "encode": dataclasses.asdict(segments.segment_codec(target, self.settings.encode)),
         }
-        return resume.ResumeFolder.open(target, key)
+        planned = {"window": self.window, "tile": self.model.tiles.latent_tile}
+        work = resume.ResumeFolder.open(target, key, planned)
+        if work.plan != planned:
+            self.window, self.model.tiles.latent_tile = work.plan["window"], work.plan["tile"]
+            log.info("%s: resuming with the earlier run's plan %s", info.path.name, work.plan)
+        return work
 
     def _encode_resumable(
         self, info: VideoInfo, work: resume.ResumeFolder, partial: Path, reporter: Reporter

@@ -9,8 +9,11 @@ listed segments hold: it re-runs only the windows whose overlap blends into the 
 `segments.FrameRange`), so the frames it adds are the very frames an uninterrupted run makes. At the
 end the segments are joined by packet copy, with the input's audio and subtitles muxed once.
 
-The manifest also records what the frames depend on (input file, model, scale, window, overlap,
-encoder settings...); if any of it changed, the old segments are discarded and the job starts over.
+The manifest also records what the frames depend on (input file, model, scale, the requested
+window and tile, encoder settings...); if any of it changed, the old segments are discarded and the
+job starts over. What the engine chose for the settings left automatic (window and tile sized from
+free memory) is recorded too, as the `plan`, and a rerun adopts it: on a machine with more or less
+free memory it still makes exactly the frames the first run would have.
 """
 
 from __future__ import annotations
@@ -47,18 +50,21 @@ def work_folder(target: Path) -> Path:
 class ResumeFolder:
     """The finished segments of one resumable job, and the manifest that lists them."""
 
-    def __init__(self, target: Path, key: dict) -> None:
+    def __init__(self, target: Path, key: dict, plan: dict | None = None) -> None:
         self.path = work_folder(Path(target))
         self.key = key
+        self.plan = plan or {}
         self.segments: list[Segment] = []
 
     @classmethod
-    def open(cls, target: Path, key: dict) -> ResumeFolder:
-        """Pick up the segments of an earlier run of the same job, or start an empty folder."""
-        work = cls(target, key)
+    def open(cls, target: Path, key: dict, plan: dict | None = None) -> ResumeFolder:
+        """Pick up the segments (and the plan) of an earlier run of the same job, or start an
+        empty folder with this `plan`."""
+        work = cls(target, key, plan)
         earlier = work._read_manifest()
         if earlier is not None and earlier.get("key") == key:
             work.segments = [Segment(**s) for s in earlier["segments"]]
+            work.plan = earlier.get("plan") or work.plan
         elif work.path.exists():
             reason = "its settings or input differ" if earlier else "it has no readable manifest"
             log.warning(
@@ -106,7 +112,8 @@ class ResumeFolder:
         return manifest
 
     def _write_manifest(self) -> None:
-        manifest = {"version": _VERSION, "key": self.key, "segments": [asdict(s) for s in self.segments]}
+        segments = [asdict(s) for s in self.segments]
+        manifest = {"version": _VERSION, "key": self.key, "plan": self.plan, "segments": segments}
         scratch = self.path / f"{MANIFEST}.tmp"
         scratch.write_text(json.dumps(manifest, indent=1))
         _fsync(scratch)
