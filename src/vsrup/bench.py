@@ -53,7 +53,7 @@ class BenchOptions:
     max_memory_gib: float | None = None  # --max-memory: e.g. 24 to check that a job fits a 24 GB card
     random_weights: bool = False  # the model's architecture with untrained weights (speed only)
     repeats: int = 2  # timed repetitions of the per-stage measurement (the best one is kept)
-    length_frames: int = 64  # N of the memory-vs-length check (0: skip it); ≥ x264 lookahead
+    length_frames: int = 96  # N of the memory-vs-length check (0: skip it); see benchmarks/README.md
     length_factor: int = 8
     skip: tuple[str, ...] = ()  # any of: floor, decode, encode, stages, length
     timeout_s: float = 1800.0

@@ -473,7 +473,7 @@ def bench_command(
     ),
     repeats: int = typer.Option(2, help="Timed repeats of the per-stage measurement (best kept)."),
     length_frames: int = typer.Option(
-        64, "--length-frames", help="N of the memory-vs-length check (0: skip)."
+        96, "--length-frames", help="N of the memory-vs-length check (0: skip)."
     ),
     length_factor: int = typer.Option(8, "--length-factor", help="The long clip is this many times N."),
     skip: str = typer.Option(
