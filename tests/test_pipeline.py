@@ -144,3 +144,16 @@ def test_model_is_loaded_once_for_many_files(tmp_path, monkeypatch):
 def test_frame_rate_metadata_kept(sample_clip, tmp_path):
     out = upscale(sample_clip, tmp_path / "o.mp4")
     assert probe(out).frame_rate == probe(sample_clip).frame_rate == Fraction(30000, 1001)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32])
+def test_sixteen_bit_samples_scale_to_unit_range_in_half_precision(dtype):
+    """10/12-bit video arrives as 16-bit samples; in fp16 65535 is inf, so scaling must not pass
+    through the half type (white would become inf, then NaN through the model)."""
+    from vsrup.engine import to_tensor
+
+    image = np.array([[[0, 32768, 65535]]], np.uint16).repeat(2, axis=0)  # (2, 1, 3)
+    tensor = to_tensor([image], torch.device("cpu"), dtype)
+    assert tensor.dtype == dtype and tensor.shape == (1, 3, 2, 1)
+    assert torch.isfinite(tensor).all()
+    assert tensor[0, :, 0, 0].float().tolist() == pytest.approx([0, 32768 / 65535, 1], abs=2e-3)

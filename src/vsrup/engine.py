@@ -291,7 +291,9 @@ def to_tensor(images: list[np.ndarray], device: torch.device, dtype: torch.dtype
         stacked = stacked.to(torch.int32)
     if device.type == "cuda":
         stacked = stacked.pin_memory().to(device, non_blocking=True)
-    return (stacked.permute(0, 3, 1, 2).to(dtype) / peak).contiguous()
+    # 16-bit samples are scaled in fp32: fp16 cannot hold 65535 (it becomes inf).
+    scale_dtype = torch.float32 if peak > 255 else dtype
+    return (stacked.permute(0, 3, 1, 2).to(scale_dtype) / peak).to(dtype).contiguous()
 
 
 def to_image(frame: torch.Tensor, dtype: np.dtype) -> np.ndarray:
