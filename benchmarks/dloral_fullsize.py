@@ -90,14 +90,14 @@ def main() -> None:
     with torch.inference_mode():
         if cuda:
             model.upscale(frames)  # warm-up: cuDNN autotuning, allocator
-            torch.cuda.synchronize()
-            torch.cuda.reset_peak_memory_stats()
+            torch.cuda.synchronize(device)
+            torch.cuda.reset_peak_memory_stats(device)
         times = []
         for _ in range(args.repeat if cuda else 1):
             t0, c0 = time.perf_counter(), time.process_time()
             out = model.upscale(frames)
             if cuda:
-                torch.cuda.synchronize()
+                torch.cuda.synchronize(device)
             times.append(time.perf_counter() - t0)
     cpu_seconds = time.process_time() - c0  # of the last run; on a shared machine this is the honest figure
     seconds = min(times)

@@ -137,3 +137,18 @@ def test_cpu_out_of_memory_is_not_retried(tmp_path, monkeypatch):
     with pytest.raises(torch.OutOfMemoryError):
         Upscaler(settings).upscale_file(clip, tmp_path / "out.mp4")
     assert made[0].tiles_seen == [128]
+
+
+def test_compiled_runs_pad_the_short_last_window_and_still_write_each_frame_once(tmp_path, flaky):
+    """With --compile on CUDA every window has the same batch size (a new size would recompile):
+    the short last window is padded with repeats of its last frame, and the padding is dropped."""
+    made = flaky(set())
+    clip = flat_clip(tmp_path / "in.mp4")
+    settings = UpscaleSettings(model="flaky", scale=2, device="cpu", tile=0, window=8, overlap=2)
+    upscaler = Upscaler(settings)
+    upscaler.pad_windows = True  # what compile=True on a CUDA device sets
+    result = upscaler.upscale_file(clip, tmp_path / "out.mp4")
+    assert made[0].frames_seen == [8, 8]  # 11 frames, overlap 2: the second window has 5 real frames
+    out_pts, means = frames_of(tmp_path / "out.mp4")
+    assert result.frames == len(LEVELS) and out_pts == frames_of(clip)[0]
+    assert np.allclose(means, LEVELS, atol=2.5), means

@@ -274,12 +274,15 @@ def measure_stages(spec: dict) -> dict:
 
     from vsrup.engine import to_tensor
     from vsrup.models.base import OneStepLatentVSR
+    from vsrup.progress import Reporter
     from vsrup.video import probe, read_frames
 
     upscaler = _upscaler(spec)
+    info = probe(Path(spec["clip"]))
+    upscaler.plan_video(info, Reporter())  # the window and tile the upscale run will use
     model, device = upscaler.model, upscaler.device
     images = []
-    for frame in read_frames(probe(Path(spec["clip"]))):
+    for frame in read_frames(info):
         images.append(frame.image)
         if len(images) == upscaler.window:
             break

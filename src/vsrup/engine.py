@@ -87,7 +87,8 @@ class Upscaler:
         self.dtype = resolve_dtype(settings.dtype, self.device)
         self.model = models.load_model(settings.model, settings.scale, self.device, self.dtype)
         self.model.tiles.latent_tile = settings.tile or 0
-        self.speed_notes = tuning.accelerate(self.model, self.device, settings.compile)
+        self.speed_notes = tuning.accelerate(self.model, self.device, settings.compile, self.dtype)
+        self.pad_windows = settings.compile and self.device.type == "cuda"
         self.speed_notes += tuning.limit_device_memory(self.device, settings.max_memory_bytes)
         context = self.model.temporal_context
         self.window = settings.window or (8 if context else 4)
@@ -113,7 +114,7 @@ class Upscaler:
         if frame_range is None and (self.settings.start or self.settings.end):
             frame_range = segments.resolve_range(info, self.settings.start, self.settings.end)
         span = frame_range or segments.WHOLE
-        self._plan(info, reporter)
+        self.plan_video(info, reporter)
         started = time.perf_counter()
         reporter.start(str(source), span.length(info.frames_estimate))
         work = self._resume_folder(info, target) if self.settings.resume and frame_range is None else None
@@ -242,24 +243,28 @@ class Upscaler:
     def _run_model(self, window: Window[Frame]) -> torch.Tensor:
         """Run the model on one window; on CUDA out-of-memory, halve the tile size and retry."""
         batch = to_tensor([f.image for f in window.items], self.device, self.dtype)
+        real = batch.shape[0]
+        if self.pad_windows and real < self.window:
+            # A compiled model recompiles for every new batch size: give the short last window the
+            # usual size by repeating its last frame (which is what a window end sees anyway).
+            batch = torch.cat([batch, batch[-1:].expand(self.window - real, *batch.shape[1:])])
         while True:
             try:
                 with torch.inference_mode():
-                    return self.model.upscale(batch)
+                    return self.model.upscale(batch)[:real]
             except RuntimeError as exc:
                 if not self._recoverable_oom(exc):
                     raise
-                torch.cuda.empty_cache()
-                if not self._shrink_tiles():
-                    raise DeviceError(
-                        "out of GPU memory even with the smallest tiles; try --window 2"
-                    ) from None
+            # Outside the except block, so the failed pass's tensors (held by the traceback) are freed.
+            torch.cuda.empty_cache()
+            if not self._shrink_tiles():
+                raise DeviceError("out of GPU memory even with the smallest tiles; try --window 2")
 
     def _recoverable_oom(self, exc: BaseException) -> bool:
         """Only CUDA out-of-memory is retried with smaller tiles (host OOM cannot be caught)."""
         return self.device.type == "cuda" and is_out_of_memory(exc)
 
-    def _plan(self, info: VideoInfo, reporter: Reporter) -> None:
+    def plan_video(self, info: VideoInfo, reporter: Reporter) -> None:
         """Size the tile (and on a GPU the window) for this video from the free device memory,
         unless they were set, and say so."""
         base = self.__dict__.setdefault("_base_window", self.window)  # before any per-file growth

@@ -99,6 +99,7 @@ def estimate(upscaler: Upscaler, source: Path | str, target: Path | str) -> Esti
         from vsrup.segments import resolve_range
 
         total = resolve_range(info, settings.start, settings.end).length(total)
+    upscaler.plan_video(info, Reporter())  # the window may grow on a GPU: calibrate on the real one
     if upscaler.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(upscaler.device)
     # The calibration is a plain run of the cut: a range or resume folder would not fit it.

@@ -383,6 +383,8 @@ def _worker(slot: int, device: str, settings, inbox, events, cpu_threads: int) -
 
     if device == "cpu":
         torch.set_num_threads(cpu_threads)  # CPU workers share the cores instead of fighting
+    elif device.startswith("cuda"):
+        torch.cuda.set_device(torch.device(device))  # compile/Triton contexts go to this GPU, not GPU 0
     try:
         upscaler = Upscaler(replace(settings, device=device))
     except Exception as exc:  # noqa: BLE001 - reported in the parent, which exits cleanly

@@ -62,6 +62,9 @@ def free_memory_bytes(device: torch.device, limit: int | None = None) -> int | N
     With a `limit` (bytes, `--max-memory`) no more than what this process may still use under it."""
     if device.type == "cuda":
         free, _total = torch.cuda.mem_get_info(device)
+        # The caching allocator's idle blocks are this process's to reuse, though the driver counts
+        # them as taken: without them a second file (or segment) would plan a smaller tile.
+        free += torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
         in_use = torch.cuda.memory_allocated(device)
     else:
         free, in_use = _meminfo_bytes("MemAvailable:"), _own_rss_bytes()
@@ -99,8 +102,9 @@ def limit_device_memory(device: torch.device, limit: int | None) -> list[str]:
     if limit is None:
         return []
     if device.type == "cuda":
-        total = torch.cuda.get_device_properties(device).total_memory
-        torch.cuda.set_per_process_memory_fraction(min(1.0, limit / total), device)
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        total = torch.cuda.get_device_properties(index).total_memory
+        torch.cuda.set_per_process_memory_fraction(min(1.0, limit / total), index)
         return [f"GPU memory capped at {limit / 2**30:.1f} GiB of {total / 2**30:.1f}"]
     return [f"host memory plan capped at {limit / 2**30:.1f} GiB"]
 
@@ -230,9 +234,12 @@ def release_host_memory() -> None:
         libc.malloc_trim(0)
 
 
-def accelerate(model, device: torch.device, compile: bool = False) -> list[str]:
-    """Switch on the speed features that pay off on this device, and set the host heap up for reuse; return
-    what was done (for `--verbose`). On CPU `compile` is accepted but ignored, with a warning."""
+def accelerate(
+    model, device: torch.device, compile: bool = False, dtype: torch.dtype = torch.float32
+) -> list[str]:
+    """Switch on the speed features that pay off on this device, and set the host heap up for
+    reuse; return what was done (for `--verbose`). On CPU `compile` is accepted but ignored, with a
+    warning."""
     notes: list[str] = []
     if reuse_host_memory():
         notes.append("host heap: buffers reused across windows")
@@ -242,8 +249,10 @@ def accelerate(model, device: torch.device, compile: bool = False) -> list[str]:
             notes.append("compile requested but ignored on CPU")
         return notes
     torch.backends.cudnn.benchmark = True  # fixed window/tile shapes: autotuned convolutions pay off
-    torch.backends.cuda.matmul.allow_tf32 = True  # fp32 runs: TF32 tensor cores
-    torch.backends.cudnn.allow_tf32 = True
+    if dtype == torch.float32:  # TF32 tensor cores; not for half runs, whose fp32 islands
+        torch.backends.cuda.matmul.allow_tf32 = True  # (the CFR attention's upcast) want full fp32
+        torch.backends.cudnn.allow_tf32 = True
+        notes.append("TF32")
     if hasattr(model, "set_channels_last"):
         model.set_channels_last(True)
     else:
