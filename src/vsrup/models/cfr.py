@@ -41,17 +41,21 @@ UNUSED_PREFIXES = (
 def flow_warp(x: torch.Tensor, flow: torch.Tensor, padding_mode: str = "zeros") -> torch.Tensor:
     """Sample x (N, C, H, W) at pixel positions (x + flow_x, y + flow_y); flow is (N, 2, H, W) in
     pixels. Bilinear with align_corners=True, i.e. pixel i sits at −1 + 2i/(size−1), as mmagic's
-    flow_warp that DLoRAL copies."""
+    flow_warp that DLoRAL copies.
+
+    Grid and sampling are float32 whatever `x`'s dtype: fp16 coordinates are off by most of a
+    pixel at widths near 1000 (and `arange` is wrong from 2048). fp32 input is used as is."""
     _, _, h, w = x.shape
     ys, xs = torch.meshgrid(
-        torch.arange(h, device=x.device, dtype=x.dtype),
-        torch.arange(w, device=x.device, dtype=x.dtype),
+        torch.arange(h, device=x.device, dtype=torch.float32),
+        torch.arange(w, device=x.device, dtype=torch.float32),
         indexing="ij",
     )
-    gx = 2.0 * (xs + flow[:, 0].to(x.dtype)) / max(w - 1, 1) - 1.0
-    gy = 2.0 * (ys + flow[:, 1].to(x.dtype)) / max(h - 1, 1) - 1.0
+    gx = 2.0 * (xs + flow[:, 0].float()) / max(w - 1, 1) - 1.0
+    gy = 2.0 * (ys + flow[:, 1].float()) / max(h - 1, 1) - 1.0
     grid = torch.stack((gx, gy), dim=3)
-    return F.grid_sample(x, grid, mode="bilinear", padding_mode=padding_mode, align_corners=True)
+    out = F.grid_sample(x.float(), grid, mode="bilinear", padding_mode=padding_mode, align_corners=True)
+    return out.to(x.dtype)
 
 
 class _ConvAct(nn.Module):

@@ -66,16 +66,22 @@ class ResBlock(nn.Module):
 
 
 def warp(x: torch.Tensor, offset: torch.Tensor) -> torch.Tensor:
-    """Sample `x` (N, C, h, w) at pixel positions shifted by `offset` (N, 2, h, w) as (dx, dy)."""
+    """Sample `x` (N, C, h, w) at pixel positions shifted by `offset` (N, 2, h, w) as (dx, dy).
+
+    The grid is built, and sampled, in float32 whatever `x`'s dtype: in fp16 the pixel coordinates
+    and the normalised grid lose most of a pixel at widths near 1000 (and `arange` itself is wrong
+    from 2048), so a half-precision model would warp to the wrong place. fp32 input is used as is.
+    """
     n, _, h, w = x.shape
-    ys = torch.arange(h, device=x.device, dtype=x.dtype)
-    xs = torch.arange(w, device=x.device, dtype=x.dtype)
+    ys = torch.arange(h, device=x.device, dtype=torch.float32)
+    xs = torch.arange(w, device=x.device, dtype=torch.float32)
     gy, gx = torch.meshgrid(ys, xs, indexing="ij")
-    px = gx + offset[:, 0]
-    py = gy + offset[:, 1]
+    px = gx + offset[:, 0].float()
+    py = gy + offset[:, 1].float()
     # grid_sample wants [-1, 1] coordinates (align_corners=True: -1 and 1 are the edge pixel centres)
     grid = torch.stack((2 * px / max(w - 1, 1) - 1, 2 * py / max(h - 1, 1) - 1), dim=-1)
-    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=True)
+    out = F.grid_sample(x.float(), grid, mode="bilinear", padding_mode="border", align_corners=True)
+    return out.to(x.dtype)
 
 
 def neighbours(x: torch.Tensor, t: int) -> tuple[torch.Tensor, torch.Tensor]:
