@@ -1,12 +1,19 @@
-"""Numerics that matter on a GPU in half precision, proved on the CPU: warps sample where they should
-in fp16 and stay bit-identical in fp32."""
+"""GPU concerns proved on the CPU: warps sample where they should in fp16 and stay bit-identical in
+fp32, and per-call helpers make no tensor on the host (on CUDA, copying one to the GPU makes the
+host wait for the GPU's queue to drain)."""
+
+from contextlib import contextmanager
 
 import pytest
 import torch
 import torch.nn.functional as F
+from torch.overrides import TorchFunctionMode
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_leaves
 
 from vsrup.models.cfr import flow_warp
 from vsrup.models.tiny import warp
+from vsrup.tiling import tiled_apply
 
 
 def grid_in_input_dtype(x: torch.Tensor, offset: torch.Tensor, padding_mode: str) -> torch.Tensor:
@@ -52,3 +59,61 @@ def test_fp32_warp_is_unchanged_bit_for_bit(fn, padding):
     x = torch.rand(2, 3, 13, 37, generator=g)
     offset = torch.randn(2, 2, 13, 37, generator=g) * 4  # reaches past the borders too
     assert torch.equal(fn(x, offset), grid_in_input_dtype(x, offset, padding))
+
+
+class _HostOps(TorchDispatchMode):
+    """Records every operator that reads or makes a CPU tensor."""
+
+    def __init__(self, seen: list[str]) -> None:
+        super().__init__()
+        self.seen = seen
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        if any(
+            isinstance(t, torch.Tensor) and t.device.type == "cpu" for t in tree_leaves((args, kwargs, out))
+        ):
+            self.seen.append(str(func))
+        return out
+
+
+class _HostData(TorchFunctionMode):
+    """Records `torch.tensor(data, ...)`, which fills a host tensor before any device copy (that
+    copy happens below the dispatcher, where `_HostOps` cannot see it)."""
+
+    def __init__(self, seen: list[str]) -> None:
+        super().__init__()
+        self.seen = seen
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if func in (torch.tensor, torch.as_tensor):
+            self.seen.append(func.__name__)
+        return func(*args, **(kwargs or {}))
+
+
+@contextmanager
+def host_tensors():
+    """Run a block whose inputs live on the meta device; yields the host tensor work it did."""
+    seen: list[str] = []
+    with _HostData(seen), _HostOps(seen):
+        yield seen
+
+
+def test_the_host_tensor_probe_sees_host_made_tensors():
+    with host_tensors() as seen:
+        torch.tensor([1.0, 2.0], device="meta")
+    assert seen == ["tensor"]
+    with host_tensors() as seen:
+        torch.ones(3).to("meta")
+    assert seen
+    with host_tensors() as seen:
+        torch.ones(3, device="meta") * 2.0
+    assert seen == []
+
+
+def test_tiled_apply_makes_its_blend_weights_on_the_device():
+    x = torch.empty(1, 3, 40, 56, device="meta")
+    with host_tensors() as seen:
+        out = tiled_apply(lambda t: F.interpolate(t, scale_factor=2), x, 16, 4, out_scale=2)
+    assert out.shape == (1, 3, 80, 112)
+    assert seen == []

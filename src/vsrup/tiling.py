@@ -15,18 +15,21 @@ from fractions import Fraction
 import torch
 
 
-def ramp(length: int, fade_in: int, fade_out: int, edge: int = 0) -> torch.Tensor:
+def ramp(
+    length: int, fade_in: int, fade_out: int, edge: int = 0, device: torch.device | str | None = None
+) -> torch.Tensor:
     """Weights for one piece of `length` items: rising over the first `fade_in`, falling over the
     last `fade_out`, 1 in between. The outermost `edge` items of each fade get zero weight: a tile's
     border pixels saw zero padding instead of image, so the neighbouring tile alone decides there.
-    Otherwise weights stay > 0, so a lone piece still normalises cleanly."""
-    w = torch.ones(length, dtype=torch.float32)
+    Otherwise weights stay > 0, so a lone piece still normalises cleanly. Built on `device` (float32)
+    so that a GPU caller needs no host-to-device copy, which would stall until the GPU's queue drains."""
+    w = torch.ones(length, dtype=torch.float32, device=device)
     for fade, flip in ((fade_in, False), (fade_out, True)):
         n = min(fade, length)
         if n <= 0:
             continue
         skip = min(edge, fade - 1)
-        rise = ((torch.arange(n) + 1.0 - skip) / (fade + 1.0 - skip)).clamp(min=0)
+        rise = ((torch.arange(n, device=device) + 1.0 - skip) / (fade + 1.0 - skip)).clamp(min=0)
         part = w.flip(0)[:n] if flip else w[:n]
         part.copy_(torch.minimum(part, rise))
         if flip:
@@ -90,9 +93,10 @@ def tiled_apply(
                 weight_sum = torch.zeros(full, dtype=torch.float32, device=result.device)
             fade = _scaled(overlap, out_scale, "overlap")
             edge = fade // 4
-            wy = ramp(oh, fade if y > 0 else 0, fade if y + th < height else 0, edge)
-            wx = ramp(ow, fade if x0 > 0 else 0, fade if x0 + tw < width else 0, edge)
-            w = (wy[:, None] * wx[None, :]).to(result.device)
+            dev = result.device  # weights made there: a per-tile host copy would stall the GPU
+            wy = ramp(oh, fade if y > 0 else 0, fade if y + th < height else 0, edge, dev)
+            wx = ramp(ow, fade if x0 > 0 else 0, fade if x0 + tw < width else 0, edge, dev)
+            w = wy[:, None] * wx[None, :]
             out[..., oy : oy + oh, ox : ox + ow] += result.float() * w
             weight_sum[oy : oy + oh, ox : ox + ow] += w
     return (out / weight_sum).to(out_dtype)
