@@ -11,7 +11,7 @@ from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
-from vsrup.models.cfr import flow_warp
+from vsrup.models.cfr import SPyNet, flow_warp
 from vsrup.models.tiny import warp
 from vsrup.tiling import tiled_apply
 
@@ -117,3 +117,28 @@ def test_tiled_apply_makes_its_blend_weights_on_the_device():
         out = tiled_apply(lambda t: F.interpolate(t, scale_factor=2), x, 16, 4, out_scale=2)
     assert out.shape == (1, 3, 80, 112)
     assert seen == []
+
+
+def test_spynet_rescales_its_flow_without_a_host_tensor():
+    torch.manual_seed(0)
+    net = SPyNet().to("meta")
+    ref, supp = torch.empty(1, 3, 40, 72, device="meta"), torch.empty(1, 3, 40, 72, device="meta")
+    with host_tensors() as seen, torch.inference_mode():
+        assert net(ref, supp).shape == (1, 2, 40, 72)
+    assert seen == []
+
+
+def test_spynet_in_place_rescale_matches_a_scale_tensor_and_keeps_gradients():
+    torch.manual_seed(0)
+    net = SPyNet()
+    ref = (torch.rand(1, 3, 40, 72) * 2 - 1).requires_grad_()
+    supp = torch.rand(1, 3, 40, 72) * 2 - 1
+    flow = net(ref, supp)
+    (grad,) = torch.autograd.grad(flow.square().sum(), ref)
+    # The same flow, rescaled by a (1, 2, 1, 1) tensor as before: 40×72 runs padded to 64×96.
+    up = [F.interpolate(t, size=(64, 96), mode="bilinear", align_corners=False) for t in (ref, supp)]
+    coarse = F.interpolate(net._pyramid_flow(*up), size=(40, 72), mode="bilinear", align_corners=False)
+    expected = coarse * torch.tensor([72 / 96, 40 / 64]).view(1, 2, 1, 1)
+    (expected_grad,) = torch.autograd.grad(expected.square().sum(), ref)
+    assert torch.equal(flow, expected)
+    assert torch.equal(grad, expected_grad)

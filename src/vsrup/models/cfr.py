@@ -115,8 +115,12 @@ class SPyNet(nn.Module):
         ref = F.interpolate(ref, size=(h_up, w_up), mode="bilinear", align_corners=False)
         supp = F.interpolate(supp, size=(h_up, w_up), mode="bilinear", align_corners=False)
         flow = F.interpolate(self._pyramid_flow(ref, supp), size=(h, w), mode="bilinear", align_corners=False)
-        scale = torch.tensor([w / w_up, h / h_up], device=flow.device, dtype=flow.dtype).view(1, 2, 1, 1)
-        return flow * scale
+        # Rescale by Python numbers, in place on this fresh tensor (interpolate's backward does not
+        # need its output): a tensor of scales made on the host would be copied to the GPU on every
+        # call, and that copy waits for the GPU's queue to drain.
+        flow[:, 0] *= w / w_up
+        flow[:, 1] *= h / h_up
+        return flow
 
 
 class CrossFrameAttention(nn.Module):
