@@ -12,6 +12,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
 from vsrup.models.cfr import SPyNet, flow_warp
+from vsrup.models.sd import _wavelet_blur, wavelet_color_fix
 from vsrup.models.tiny import warp
 from vsrup.tiling import tiled_apply
 
@@ -142,3 +143,23 @@ def test_spynet_in_place_rescale_matches_a_scale_tensor_and_keeps_gradients():
     (expected_grad,) = torch.autograd.grad(expected.square().sum(), ref)
     assert torch.equal(flow, expected)
     assert torch.equal(grad, expected_grad)
+
+
+def test_wavelet_colour_fix_makes_its_kernel_on_the_device():
+    images, reference = torch.empty(2, 3, 40, 56, device="meta"), torch.empty(2, 3, 40, 56, device="meta")
+    with host_tensors() as seen:
+        assert wavelet_color_fix(images, reference).shape == (2, 3, 40, 56)
+    assert seen == []
+
+
+@pytest.mark.parametrize(("dtype", "tolerance"), [(torch.float16, 1e-3), (torch.bfloat16, 8e-3)])
+def test_wavelet_blur_in_half_precision_is_the_binomial_blur(dtype, tolerance):
+    x = torch.rand(1, 3, 24, 24, generator=torch.Generator().manual_seed(0))
+    padded = F.pad(x, (2,) * 4, mode="replicate")
+    taps = torch.tensor([1.0, 2.0, 1.0])
+    kernel = (taps[:, None] * taps[None, :] / 16).expand(3, 1, 3, 3)
+    exact = F.conv2d(padded, kernel, groups=3, dilation=2)
+    assert torch.equal(_wavelet_blur(x, 2), exact)
+    half = _wavelet_blur(x.to(dtype), 2)
+    assert half.dtype == dtype
+    assert (half.float() - exact).abs().max() < tolerance

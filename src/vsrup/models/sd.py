@@ -264,8 +264,10 @@ def adain_color_fix(images: torch.Tensor, reference: torch.Tensor) -> torch.Tens
 
 
 def _wavelet_blur(x: torch.Tensor, radius: int) -> torch.Tensor:
-    kernel = torch.tensor([[1.0, 2.0, 1.0], [2.0, 4.0, 2.0], [1.0, 2.0, 1.0]], device=x.device) / 16
-    kernel = kernel.to(x.dtype)[None, None].repeat(x.shape[1], 1, 1, 1)
+    # The 3×3 binomial kernel (1 2 1)ᵀ(1 2 1)/16, made on x's device: a kernel built from Python
+    # numbers lives on the host, and copying it to the GPU on every call waits for the GPU's queue.
+    taps = 2.0 - (torch.arange(3, device=x.device, dtype=x.dtype) - 1).abs()
+    kernel = (taps[:, None] * taps[None, :] / 16)[None, None].repeat(x.shape[1], 1, 1, 1)
     x = F.pad(x, (radius,) * 4, mode="replicate")
     return F.conv2d(x, kernel, groups=x.shape[1], dilation=radius)
 
