@@ -8,6 +8,7 @@ so `vsrup upscale in.mp4 out.mp4 --model DIR` can run the full-size model end to
 
     python benchmarks/dloral_fullsize.py --threads 1                 # CPU, fp32
     python benchmarks/dloral_fullsize.py --device cuda --dtype fp16  # GPU
+    python benchmarks/dloral_fullsize.py --device cuda --dtype fp16 --from-bundle DIR --compile
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import sys
 import time
 from pathlib import Path
 
@@ -60,6 +62,10 @@ def main() -> None:
     parser.add_argument("--channels-last", action="store_true")
     parser.add_argument("--repeat", type=int, default=1, help="timed runs after one warm-up on CUDA")
     parser.add_argument("--write-bundle", type=Path, help="also save the random model as a bundle here")
+    parser.add_argument("--from-bundle", type=Path, help="load a bundle written earlier instead of building")
+    parser.add_argument(
+        "--compile", action="store_true", help="torch.compile the heavy modules (as --compile)"
+    )
     args = parser.parse_args()
 
     if args.threads:
@@ -69,7 +75,12 @@ def main() -> None:
     width, height = (int(v) for v in args.size.split("x"))
 
     started = time.perf_counter()
-    model = build(0)
+    if args.from_bundle:  # seconds instead of the minutes random initialisation takes
+        from vsrup.models.sd import load_bundle
+
+        model = load_bundle(args.from_bundle, 4, "cpu", torch.float32)
+    else:
+        model = build(0)
     if args.write_bundle:
         tensors = {f"unet.{k}": v.half() for k, v in model.unet.state_dict().items()}
         tensors.update({f"vae.{k}": v.half() for k, v in model.vae.state_dict().items()})
@@ -83,14 +94,21 @@ def main() -> None:
     model.tiles.latent_tile = args.latent_tile
     if args.channels_last:
         model.set_channels_last()
+    if args.compile:
+        from vsrup.tuning import COMPILE_MODE, compile_heavy_modules
+
+        print(f"compiling ({COMPILE_MODE}): {', '.join(compile_heavy_modules(model))}", file=sys.stderr)
     build_s = time.perf_counter() - started
 
     frames = frames_180p(args.frames, width, height).to(device=device, dtype=dtype)
     cuda = device.type == "cuda"
+    warmup_s = None
     with torch.inference_mode():
         if cuda:
-            model.upscale(frames)  # warm-up: cuDNN autotuning, allocator
+            t0 = time.perf_counter()
+            model.upscale(frames)  # warm-up: cuDNN autotuning, allocator, compiling
             torch.cuda.synchronize(device)
+            warmup_s = round(time.perf_counter() - t0, 1)
             torch.cuda.reset_peak_memory_stats(device)
         times = []
         for _ in range(args.repeat if cuda else 1):
@@ -110,7 +128,9 @@ def main() -> None:
         "latent_tile": args.latent_tile,
         "chunk": args.chunk,
         "channels_last": args.channels_last,
+        "compile": args.compile,
         "build_s": round(build_s, 1),
+        "warmup_s": warmup_s,
         "s_per_frame": round(seconds / args.frames, 3),
         "fps": round(args.frames / seconds, 3),
         "cpu_s_per_frame": round(cpu_seconds / args.frames, 3),
