@@ -20,8 +20,8 @@ ROOT_HELP = """Upscale videos with one-step latent diffusion super-resolution.
 
 [bold]Environment[/bold] [dim](a command-line option always wins)[/dim]
 
-  VSRUP_MODEL, VSRUP_SCALE, VSRUP_DEVICE, VSRUP_DTYPE, VSRUP_TILE, VSRUP_PROGRESS: defaults for the
-  options of the same name (each command's --help shows which it reads).
+  VSRUP_MODEL, VSRUP_SCALE, VSRUP_DEVICE, VSRUP_DTYPE, VSRUP_TILE, VSRUP_MAX_MEMORY, VSRUP_PROGRESS:
+  defaults for the options of the same name (each command's --help shows which it reads).
 
   VSRUP_CACHE: converted weights (default $XDG_CACHE_HOME/vsrup or ~/.cache/vsrup);
   VSRUP_WEIGHTS: another model registry file; HF_HOME, HF_HUB_OFFLINE: the Hugging Face cache.
