@@ -121,3 +121,24 @@ def test_shipped_weights_are_checked_against_their_pin(tmp_path, monkeypatch):
     edited.write_bytes(bytes(data))
     with pytest.raises(WeightsError, match="sha256"):
         tiny.verify_shipped(edited)
+
+
+@pytest.mark.parametrize("scale", [4, 2])
+def test_tiles_bound_memory_without_visible_seams(scale):
+    """The planner and the OOM fallback set `tiles.latent_tile` when a frame is too big: the tiny
+    model then works tile by tile, and the blended result is within 8-bit rounding of the whole frame."""
+    from vsrup.models import load_model
+
+    model = load_model("tiny", scale, torch.device("cpu"), torch.float32)
+    torch.manual_seed(0)
+    frames = F.interpolate(torch.rand(3, 3, 20, 32), scale_factor=4, mode="bicubic").clamp(0, 1)
+    calls = []
+    model.encode = lambda cond, _encode=model.encode: calls.append(cond.shape[-2:]) or _encode(cond)
+    with torch.no_grad():
+        whole = model.upscale(frames)
+        assert len(calls) == 1
+        model.tiles.latent_tile = 32  # latent px: 32 LR px at ×4, 64 at ×2 (LR/2 latent)
+        tiled = model.upscale(frames)
+    assert len(calls) > 2 and all(max(shape) < 80 + 2 * 2 for shape in calls[1:])  # pieces, not the frame
+    assert tiled.shape == whole.shape == (3, 3, 80 * scale, 128 * scale)
+    assert (tiled - whole).abs().max() < 1 / 255
