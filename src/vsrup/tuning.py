@@ -11,18 +11,19 @@ frames at h×w then needs about T·h·w·scale²·bytes; if that does not fit in
 memory, the latent tile is the largest of `TILE_SIZES` whose tiles fit. On a GPU with room for
 twice the model's default window untiled, the window doubles (up to `MAX_GPU_WINDOW`): windows
 overlap, so a longer one recomputes a smaller share of its frames. The OOM fallback in the engine
-corrects any estimate that was too optimistic.
+corrects any estimate that was too optimistic. `--max-memory` caps the free memory the plan may
+use (per process: each `--devices` worker has its own), and on CUDA makes the allocator enforce it.
 """
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import os
-import sys
 from dataclasses import dataclass, field
 
 import torch
+
+from vsrup import hostmem
 
 log = logging.getLogger(__name__)
 
@@ -191,49 +192,6 @@ def plan(model, device: torch.device, dtype: torch.dtype, window: int, overlap: 
     return result
 
 
-# glibc mallopt parameters (malloc.h)
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
-_HEAP_LIMIT = 512 << 20  # bytes: buffers up to this size come from (and go back to) the heap
-_libc = None
-
-
-def _glibc():
-    global _libc
-    if _libc is None and sys.platform.startswith("linux"):
-        try:
-            _libc = ctypes.CDLL("libc.so.6")
-            _libc.mallopt  # noqa: B018 - musl has no mallopt to speak of
-        except (OSError, AttributeError):
-            _libc = False
-    return _libc or None
-
-
-def reuse_host_memory() -> bool:
-    """Let every window reuse the host memory of the one before (glibc only; once per process).
-
-    A window allocates and frees the same few dozen big activation buffers (tens of MiB each on a
-    CPU). glibc serves buffers over its mmap threshold (at most 32 MiB) with fresh mappings and
-    unmaps them when freed, so the kernel faults in and zeroes every page again for every window:
-    at 180p→720p with the tiny model that was as much system time as compute (sys 26 s, user 24 s
-    for 45 frames). Serving them from the heap and not trimming it makes the run 2× faster; the
-    heap then settles at its working size within about 100 frames and stays there (RSS flat from
-    frame 100 to 512, measured), at about 1.5× the mmap-everything peak.
-    """
-    libc = _glibc()
-    if libc is None:
-        return False
-    return bool(
-        libc.mallopt(_M_MMAP_THRESHOLD, _HEAP_LIMIT) and libc.mallopt(_M_TRIM_THRESHOLD, 2 * _HEAP_LIMIT)
-    )
-
-
-def release_host_memory() -> None:
-    """Give the heap's free pages back to the system (between files: the next may be smaller)."""
-    libc = _glibc()
-    if libc is not None:
-        libc.malloc_trim(0)
-
-
 def accelerate(
     model, device: torch.device, compile: bool = False, dtype: torch.dtype = torch.float32
 ) -> list[str]:
@@ -241,7 +199,7 @@ def accelerate(
     reuse; return what was done (for `--verbose`). On CPU `compile` is accepted but ignored, with a
     warning."""
     notes: list[str] = []
-    if reuse_host_memory():
+    if hostmem.reuse_host_memory():
         notes.append("host heap: buffers reused across windows")
     if device.type != "cuda":
         if compile:
@@ -249,10 +207,11 @@ def accelerate(
             notes.append("compile requested but ignored on CPU")
         return notes
     torch.backends.cudnn.benchmark = True  # fixed window/tile shapes: autotuned convolutions pay off
-    if dtype == torch.float32:  # TF32 tensor cores; not for half runs, whose fp32 islands
-        torch.backends.cuda.matmul.allow_tf32 = True  # (the CFR attention's upcast) want full fp32
-        torch.backends.cudnn.allow_tf32 = True
-        notes.append("TF32")
+    if dtype == torch.float32:
+        # TF32 matmuls for fp32 runs only: a half run's matmuls kept in fp32 on purpose (the CFR
+        # attention's upcast) want full fp32. (cuDNN convolutions use TF32 by torch's default.)
+        torch.backends.cuda.matmul.allow_tf32 = True
+        notes.append("TF32 matmul")
     if hasattr(model, "set_channels_last"):
         model.set_channels_last(True)
     else:
