@@ -124,14 +124,17 @@ def test_shipped_weights_are_checked_against_their_pin(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("scale", [4, 2])
-def test_tiles_bound_memory_without_visible_seams(scale):
+@pytest.mark.parametrize("size", [(80, 128), (79, 127)])
+def test_tiles_bound_memory_without_visible_seams(scale, size):
     """The planner and the OOM fallback set `tiles.latent_tile` when a frame is too big: the tiny
-    model then works tile by tile, and the blended result is within 8-bit rounding of the whole frame."""
+    model then works tile by tile, and the blended result is within 8-bit rounding of the whole frame
+    (odd sizes too: at ×2 every tile must start on the LR/2 latent grid)."""
     from vsrup.models import load_model
 
     model = load_model("tiny", scale, torch.device("cpu"), torch.float32)
     torch.manual_seed(0)
-    frames = F.interpolate(torch.rand(3, 3, 20, 32), scale_factor=4, mode="bicubic").clamp(0, 1)
+    smooth = F.interpolate(torch.rand(3, 3, 20, 32), scale_factor=4, mode="bicubic").clamp(0, 1)
+    frames = smooth[..., : size[0], : size[1]]
     calls = []
     model.encode = lambda cond, _encode=model.encode: calls.append(cond.shape[-2:]) or _encode(cond)
     with torch.no_grad():
@@ -140,5 +143,5 @@ def test_tiles_bound_memory_without_visible_seams(scale):
         model.tiles.latent_tile = 32  # latent px: 32 LR px at ×4, 64 at ×2 (LR/2 latent)
         tiled = model.upscale(frames)
     assert len(calls) > 2 and all(max(shape) < 80 + 2 * 2 for shape in calls[1:])  # pieces, not the frame
-    assert tiled.shape == whole.shape == (3, 3, 80 * scale, 128 * scale)
+    assert tiled.shape == whole.shape == (3, 3, size[0] * scale, size[1] * scale)
     assert (tiled - whole).abs().max() < 1 / 255

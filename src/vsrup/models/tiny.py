@@ -149,9 +149,13 @@ class TinyVSR(OneStepLatentVSR):
         The receptive field is about 20 LR pixels, so the default 16-pixel overlap, feathered, keeps
         seams below visibility (tested against the untiled result)."""
         tile, overlap = self.tiles.latent_tile * self.stride, self.tiles.latent_overlap * self.stride
-        if tile > 0:
-            return tiled_apply(self._upscale_whole, frames, tile, overlap, out_scale=self.scale)
-        return self._upscale_whole(frames)
+        if tile <= 0:
+            return self._upscale_whole(frames)
+        # Tiles must start on the latent grid (a multiple of the stride), the last one included.
+        h, w = frames.shape[-2:]
+        padded = F.pad(frames, (0, -w % self.stride, 0, -h % self.stride), mode="replicate")
+        out = tiled_apply(self._upscale_whole, padded, tile, overlap, out_scale=self.scale)
+        return out[..., : h * self.scale, : w * self.scale]
 
     def _upscale_whole(self, frames: torch.Tensor) -> torch.Tensor:
         h, w = frames.shape[-2:]
