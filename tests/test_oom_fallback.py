@@ -152,3 +152,28 @@ def test_compiled_runs_pad_the_short_last_window_and_still_write_each_frame_once
     out_pts, means = frames_of(tmp_path / "out.mp4")
     assert result.frames == len(LEVELS) and out_pts == frames_of(clip)[0]
     assert np.allclose(means, LEVELS, atol=2.5), means
+
+
+def test_a_resumable_job_records_the_tile_the_oom_fallback_chose(tmp_path, flaky, monkeypatch):
+    """After an OOM halving, the frames are made with the smaller tile: a resumed run must use it
+    too, so the job's plan is updated with it."""
+    import json
+
+    from vsrup import resume
+
+    flaky({1})
+    finish = resume.SegmentedWriter._finish_segment
+
+    def finish_then_interrupt(self):
+        finish(self)
+        if len(self.work.segments) == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(resume.SegmentedWriter, "_finish_segment", finish_then_interrupt)
+    clip, target = flat_clip(tmp_path / "in.mp4"), tmp_path / "out.mkv"
+    settings = UpscaleSettings(model="flaky", scale=2, device="cpu", tile=None, window=4, overlap=2,
+                               resume=True, segment_frames=2)  # fmt: skip
+    with pytest.raises(KeyboardInterrupt):
+        Upscaler(settings).upscale_file(clip, target)
+    manifest = json.loads((resume.work_folder(target) / resume.MANIFEST).read_text())
+    assert manifest["plan"]["tile"] == 128  # whole frame (0) failed once: the fallback's first tile

@@ -129,8 +129,8 @@ def upscale(
         None,
         "--max-memory",
         envvar="VSRUP_MAX_MEMORY",
-        help="GiB of device memory to use at most (tiles and window are sized to it; on CUDA the "
-        "allocator enforces it). For a shared GPU, or to check that a job fits a smaller card.",
+        help="GiB of device memory to use at most, per process (tiles and window are sized to it; on "
+        "CUDA the allocator enforces it). For a shared GPU, or to check that a job fits a smaller card.",
         show_default=False,
     ),
     verbose: bool = typer.Option(

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import logging
 import os
 import time
 from collections.abc import Iterator
@@ -20,15 +19,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vsrup import models, resume, segments, tuning
+from vsrup import hostmem, models, resume, segments, tuning
 from vsrup.devices import is_out_of_memory, resolve_device, resolve_dtype
 from vsrup.errors import DeviceError, InputError, OutputError, UsageError
 from vsrup.progress import Reporter
 from vsrup.threads import BackgroundSink, prefetch
 from vsrup.video import EncodeSettings, Frame, VideoInfo, VideoWriter, choose_codec, probe
 from vsrup.windows import TemporalBlender, Window, check_window, sliding_windows
-
-log = logging.getLogger(__name__)
 
 SCALES = (2, 4)
 
@@ -87,8 +84,12 @@ class Upscaler:
         self.dtype = resolve_dtype(settings.dtype, self.device)
         self.model = models.load_model(settings.model, settings.scale, self.device, self.dtype)
         self.model.tiles.latent_tile = settings.tile or 0
+        smallest = 2 * self.model.tiles.latent_overlap  # tiles overlap by latent_overlap each side
+        if settings.tile and settings.tile < smallest:
+            raise UsageError(f"--tile must be 0 (off) or at least {smallest} for the {settings.model} model")
         self.speed_notes = tuning.accelerate(self.model, self.device, settings.compile, self.dtype)
         self.pad_windows = settings.compile and self.device.type == "cuda"
+        self._resume_work: resume.ResumeFolder | None = None
         self.speed_notes += tuning.limit_device_memory(self.device, settings.max_memory_bytes)
         context = self.model.temporal_context
         self.window = settings.window or (8 if context else 4)
@@ -117,7 +118,12 @@ class Upscaler:
         self.plan_video(info, reporter)
         started = time.perf_counter()
         reporter.start(str(source), span.length(info.frames_estimate))
-        work = self._resume_folder(info, target) if self.settings.resume and frame_range is None else None
+        work = (
+            self._resume_folder(info, target, reporter)
+            if self.settings.resume and frame_range is None
+            else None
+        )
+        self._resume_work = work  # an OOM fallback's smaller tile goes into its plan
         if work is None and resume.work_folder(target).is_dir():
             folder = resume.work_folder(target)
             reporter.message(f"note: {folder} holds unfinished work for this output; --resume would use it")
@@ -137,12 +143,12 @@ class Upscaler:
                     raise InputError(f"no frames of {source} lie in the range {span.start}f-{span.stop}f")
         if work is not None:
             work.remove()  # only once the output is in place
-        tuning.release_host_memory()
+        hostmem.release_host_memory()
         seconds = time.perf_counter() - started
         reporter.finish("done", output=str(target), seconds=round(seconds, 3))
         return FileResult(source, target, frames_written, seconds)
 
-    def _resume_folder(self, info: VideoInfo, target: Path) -> resume.ResumeFolder:
+    def _resume_folder(self, info: VideoInfo, target: Path, reporter: Reporter) -> resume.ResumeFolder:
         """The job's segment folder. Its key lists everything the output frames depend on, as the
         user asked for it; what this run planned for the automatic window and tile is kept beside
         it, and a resumed run takes over the earlier run's plan (see `resume`)."""
@@ -164,7 +170,8 @@ class Upscaler:
         work = resume.ResumeFolder.open(target, key, planned)
         if work.plan != planned:
             self.window, self.model.tiles.latent_tile = work.plan["window"], work.plan["tile"]
-            log.info("%s: resuming with the earlier run's plan %s", info.path.name, work.plan)
+            if self.settings.verbose:
+                reporter.message(f"{info.path.name}: resuming with the earlier run's plan {work.plan}")
         return work
 
     def _encode_resumable(
@@ -285,6 +292,9 @@ class Upscaler:
             tiles.latent_tile //= 2
         else:
             return False
+        work = self._resume_work
+        if work is not None:  # the frames from here on use this tile: so must a resumed run's
+            work.plan["tile"] = tiles.latent_tile
         return True
 
 

@@ -383,10 +383,10 @@ def _worker(slot: int, device: str, settings, inbox, events, cpu_threads: int) -
 
     if device == "cpu":
         torch.set_num_threads(cpu_threads)  # CPU workers share the cores instead of fighting
-    elif device.startswith("cuda"):
-        torch.cuda.set_device(torch.device(device))  # compile/Triton contexts go to this GPU, not GPU 0
     try:
         upscaler = Upscaler(replace(settings, device=device))
+        if upscaler.device.type == "cuda" and upscaler.device.index is not None:
+            torch.cuda.set_device(upscaler.device)  # compile/Triton contexts go to this GPU, not GPU 0
     except Exception as exc:  # noqa: BLE001 - reported in the parent, which exits cleanly
         events.put(("fatal", slot, *_describe(exc, device)))
         return
