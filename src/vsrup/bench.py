@@ -88,14 +88,10 @@ def parse_size(text: str) -> tuple[int, int]:
 
 def _proc_status(key: str) -> float | None:
     """A `VmHWM`/`VmRSS` line of /proc/self/status in MiB (Linux); None elsewhere."""
-    try:
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith(key + ":"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return None
+    from vsrup.hostmem import proc_bytes
+
+    value = proc_bytes("/proc/self/status", key)
+    return None if value is None else value / 2**20
 
 
 def peak_rss_mib() -> float:

@@ -55,3 +55,16 @@ def release_host_memory() -> None:
     libc = _glibc()
     if libc is not None:
         libc.malloc_trim(0)
+
+
+def proc_bytes(path: str, key: str) -> int | None:
+    """A `Key:  N kB` line of a /proc file (`/proc/meminfo`, `/proc/self/status`) in bytes; None
+    where there is no such file or line (not Linux)."""
+    try:
+        with open(path) as lines:
+            for line in lines:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None

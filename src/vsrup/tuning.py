@@ -68,33 +68,12 @@ def free_memory_bytes(device: torch.device, limit: int | None = None) -> int | N
         free += torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
         in_use = torch.cuda.memory_allocated(device)
     else:
-        free, in_use = _meminfo_bytes("MemAvailable:"), _own_rss_bytes()
+        free = hostmem.proc_bytes("/proc/meminfo", "MemAvailable")
+        in_use = hostmem.proc_bytes("/proc/self/status", "VmRSS")
     if limit is not None:
         room = max(limit - (in_use or 0), 0)
         free = room if free is None else min(int(free), room)
     return None if free is None else int(free)
-
-
-def _meminfo_bytes(key: str) -> int | None:
-    try:
-        with open("/proc/meminfo") as meminfo:
-            for line in meminfo:
-                if line.startswith(key):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return None
-
-
-def _own_rss_bytes() -> int | None:
-    try:
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return None
 
 
 def limit_device_memory(device: torch.device, limit: int | None) -> list[str]:
