@@ -130,3 +130,18 @@ def packet_bytes(path: Path, kind: str) -> list[bytes]:
     with av.open(str(path)) as c:
         streams = [s for s in c.streams if s.type == kind]
         return [bytes(p) for p in c.demux(*streams) if p.size] if streams else []
+
+
+def interrupt_after_two_segments(monkeypatch) -> None:
+    """--resume jobs: Ctrl-C as the second segment is listed (raised in the encoder thread,
+    re-raised in the main one)."""
+    from vsrup import resume
+
+    finish = resume.SegmentedWriter._finish_segment
+
+    def finish_then_interrupt(self):
+        finish(self)
+        if len(self.work.segments) == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(resume.SegmentedWriter, "_finish_segment", finish_then_interrupt)

@@ -159,17 +159,12 @@ def test_a_resumable_job_records_the_tile_the_oom_fallback_chose(tmp_path, flaky
     too, so the job's plan is updated with it."""
     import json
 
+    from conftest import interrupt_after_two_segments
+
     from vsrup import resume
 
     flaky({1})
-    finish = resume.SegmentedWriter._finish_segment
-
-    def finish_then_interrupt(self):
-        finish(self)
-        if len(self.work.segments) == 2:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(resume.SegmentedWriter, "_finish_segment", finish_then_interrupt)
+    interrupt_after_two_segments(monkeypatch)
     clip, target = flat_clip(tmp_path / "in.mp4"), tmp_path / "out.mkv"
     settings = UpscaleSettings(model="flaky", scale=2, device="cpu", tile=None, window=4, overlap=2,
                                resume=True, segment_frames=2)  # fmt: skip

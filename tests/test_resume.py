@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import decode_all, make_clip, packet_bytes, run_cli
+from conftest import decode_all, interrupt_after_two_segments, make_clip, packet_bytes, run_cli
 
 from vsrup import models, resume
 from vsrup.batch import plan_jobs
@@ -105,22 +105,10 @@ def test_killed_job_resumes_to_the_uninterrupted_output(tmp_path, monkeypatch):
     assert not resume.work_folder(target).exists()
 
 
-def _interrupt_after_two_segments(monkeypatch) -> None:
-    """Ctrl-C as the second segment is listed (raised in the encoder thread, re-raised in the main)."""
-    finish = resume.SegmentedWriter._finish_segment
-
-    def finish_then_interrupt(self):
-        finish(self)
-        if len(self.work.segments) == 2:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(resume.SegmentedWriter, "_finish_segment", finish_then_interrupt)
-
-
 def test_interrupted_mp4_with_audio_resumes_from_the_command_line(tmp_path, monkeypatch, capsys):
     clip = make_clip(tmp_path / "in.mp4", frames=30, audio=True)
     target = tmp_path / "out.mp4"
-    _interrupt_after_two_segments(monkeypatch)
+    interrupt_after_two_segments(monkeypatch)
     first = UpscaleSettings(model="bicubic", scale=2, resume=True, segment_frames=8)
     with pytest.raises(KeyboardInterrupt):
         Upscaler(first).upscale_file(clip, target)
@@ -151,7 +139,7 @@ def test_interrupted_mp4_with_audio_resumes_from_the_command_line(tmp_path, monk
 def test_changed_settings_start_over(tmp_path, monkeypatch, caplog):
     clip = make_clip(tmp_path / "in.mkv", frames=20)
     target = tmp_path / "out.mkv"
-    _interrupt_after_two_segments(monkeypatch)
+    interrupt_after_two_segments(monkeypatch)
     with pytest.raises(KeyboardInterrupt):
         Upscaler(UpscaleSettings(model="bicubic", scale=2, resume=True, segment_frames=4)).upscale_file(
             clip, target
@@ -221,7 +209,7 @@ class _Recorder(Reporter):
 def test_unfinished_work_is_pointed_out_when_resume_is_not_given(tmp_path, monkeypatch):
     clip = make_clip(tmp_path / "in.mkv", frames=6)
     target = tmp_path / "out.mkv"
-    _interrupt_after_two_segments(monkeypatch)
+    interrupt_after_two_segments(monkeypatch)
     with pytest.raises(KeyboardInterrupt):
         Upscaler(UpscaleSettings(model="bicubic", scale=2, resume=True, segment_frames=2)).upscale_file(
             clip, target
@@ -251,7 +239,7 @@ def test_resumed_run_keeps_the_earlier_runs_automatic_plan(tmp_path, monkeypatch
         return chosen
 
     monkeypatch.setattr(tuning, "plan", roomy)
-    _interrupt_after_two_segments(monkeypatch)
+    interrupt_after_two_segments(monkeypatch)
     with pytest.raises(KeyboardInterrupt):
         Upscaler(settings(window=None, resume=True, segment_frames=8)).upscale_file(clip, target)
     assert json.loads((resume.work_folder(target) / resume.MANIFEST).read_text())["plan"]["window"] == 12
