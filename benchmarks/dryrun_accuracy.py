@@ -22,9 +22,9 @@ from pathlib import Path
 import torch
 
 from vsrup import models
-from vsrup.engine import Upscaler, UpscaleSettings
 from vsrup.errors import VsrupError
 from vsrup.estimate import estimate
+from vsrup.upscale import Upscaler, UpscaleSettings
 
 SAMPLE = Path(__file__).resolve().parents[1] / "examples" / "dog_320x180.mp4"
 

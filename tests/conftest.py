@@ -116,7 +116,7 @@ def run_cli(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
     from vsrup import cli
 
     monkeypatch.setattr(sys, "argv", ["vsrup", *args])
-    monkeypatch.setitem(cli._state, "debug", False)
+    monkeypatch.setitem(cli.state, "debug", False)
     try:
         cli.main()
         code = 0

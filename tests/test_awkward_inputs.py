@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 from conftest import decode_all, make_clip
 
-from vsrup.engine import Upscaler, UpscaleSettings
 from vsrup.errors import UsageError
-from vsrup.video import probe
+from vsrup.io.probe import probe
+from vsrup.upscale import Upscaler, UpscaleSettings
 
 SRT = "1\n00:00:00,000 --> 00:00:00,200\nHello\n\n2\n00:00:00,240 --> 00:00:00,380\nWorld\n"
 

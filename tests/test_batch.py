@@ -12,9 +12,9 @@ from conftest import decode_all, make_clip, run_cli
 from rich.console import Console
 
 from vsrup import models
-from vsrup.batch import Outcome, plan_jobs, report_summary
-from vsrup.engine import Upscaler
 from vsrup.progress import RichReporter
+from vsrup.run.jobs import Outcome, plan_jobs
+from vsrup.upscale import Upscaler
 
 
 def events(stdout: str) -> list[dict]:
@@ -178,7 +178,7 @@ def test_terminal_summary_is_a_table_of_every_file():
         Outcome(Path("in/b.mp4"), Path("out/b.mp4"), "skipped", error="output exists"),
         Outcome(Path("in/c.mp4"), Path("out/c.mp4"), "failed", error="not a readable video", exit_code=3),
     ]
-    report_summary(outcomes, reporter)
+    reporter.summary([o.as_dict() for o in outcomes])
     reporter.close()
     rows = reporter.console.file.getvalue().splitlines()
     assert "1 done, 1 skipped, 1 failed" in rows[0]

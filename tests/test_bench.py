@@ -8,6 +8,8 @@ import json
 import pytest
 
 from vsrup import bench
+from vsrup.bench.clip import clip_size
+from vsrup.bench.measure import measure_stages
 from vsrup.errors import InputError, UsageError, VsrupError
 
 STAGES = {"prepare", "encode", "temporal_fuse", "denoise", "decode", "finish"}
@@ -60,7 +62,7 @@ def test_latent_model_stages_are_each_timed(tmp_path):
     clip = bench.make_clip(tmp_path / "clip.mp4", 3, (32, 24), None)
     spec = {"model": "tiny", "random_weights": True, "scale": 2, "device": "cpu", "dtype": "auto",
             "window": 3, "overlap": 1, "clip": str(clip), "repeats": 1}  # fmt: skip
-    result = bench.measure_stages(spec)
+    result = measure_stages(spec)
     seconds = result["seconds"]
     assert STAGES <= set(seconds) and {"model", "other", "transfer", "total"} <= set(seconds)
     positive(seconds, *STAGES)
@@ -72,7 +74,7 @@ def test_latent_model_stages_are_each_timed(tmp_path):
 
 def test_made_clip_has_the_asked_size_and_length(tmp_path):
     clip = bench.make_clip(tmp_path / "c.mp4", 7, (48, 32), bench.SAMPLE_CLIP)
-    assert bench._clip_size(clip) == (48, 32, 7)
+    assert clip_size(clip) == (48, 32, 7)
 
 
 def test_a_long_looped_clip_keeps_one_tick_per_frame(tmp_path):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from conftest import decode_all, make_clip, packet_bytes
 
-from vsrup.video import probe
+from vsrup.io.probe import probe
 
 
 def vsrup(*args: str) -> subprocess.CompletedProcess:

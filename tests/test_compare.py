@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 from conftest import decode_all, make_clip, packet_bytes
 from typer.testing import CliRunner
 
 from vsrup.cli import app
-from vsrup.compare import CompareModel, CompareUpscaler, bicubic, compose, divider_width
-from vsrup.engine import UpscaleSettings
+from vsrup.compare import CompareModel, bicubic, compose, divider_width
 from vsrup.errors import UsageError
 from vsrup.models.base import VSRModel
+from vsrup.upscale import Upscaler, UpscaleSettings
 
 
 class Zeros(VSRModel):
@@ -38,7 +40,7 @@ def clip(tmp_path):
 def test_compare_video_size_frames_timing_and_audio(clip, tmp_path, mode, size):
     out = tmp_path / f"{mode}.mp4"
     settings = UpscaleSettings(scale=2, model="bicubic", device="cpu")
-    result = CompareUpscaler(settings, mode).upscale_file(clip, out)
+    result = Upscaler(dataclasses.replace(settings, compare=mode)).upscale_file(clip, out)
     pts, images = decode_all(out)
     in_pts, _ = decode_all(clip)
     assert result.frames == len(images) == 10

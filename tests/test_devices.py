@@ -9,11 +9,23 @@ import numpy as np
 import pytest
 from conftest import decode_all, make_clip, packet_bytes
 
-from vsrup.engine import Upscaler, UpscaleSettings
 from vsrup.errors import BatchError, DeviceError, UsageError
-from vsrup.parallel import CRASH_ONCE_ENV, parse_devices, upscale_devices, upscale_parallel
-from vsrup.progress import JsonReporter
-from vsrup.video import EncodeSettings
+from vsrup.io.writer import EncodeSettings
+from vsrup.progress import JsonReporter, Reporter
+from vsrup.run import upscale_paths
+from vsrup.run.devices import parse_devices
+from vsrup.run.segmented import CRASH_ONCE_ENV
+from vsrup.upscale import Upscaler, UpscaleSettings
+
+
+def upscale_parallel(source, target, settings, devices, reporter=None):
+    """One file on several devices; its outcome."""
+    [outcome] = upscale_paths([source, target], settings, reporter or Reporter(), devices=devices)
+    return outcome
+
+
+def upscale_devices(paths, settings, devices, reporter=None, suffix=""):
+    return upscale_paths(paths, settings, reporter or Reporter(), suffix, devices=devices)
 
 
 def settings(**kw) -> UpscaleSettings:

@@ -10,8 +10,8 @@ from conftest import make_clip
 from typer.testing import CliRunner
 
 from vsrup.cli import app
-from vsrup.engine import Upscaler, UpscaleSettings
 from vsrup.estimate import calibration_length, copy_first_frames, estimate
+from vsrup.upscale import Upscaler, UpscaleSettings
 
 
 def listing(folder):
@@ -72,7 +72,7 @@ def test_calibration_cut_copies_the_first_packets(tmp_path):
 
 def test_calibration_covers_two_windows(tmp_path):
     upscaler = Upscaler(UpscaleSettings(scale=2, model="bicubic", device="cpu", window=6, overlap=2))
-    assert calibration_length(upscaler) == 10
+    assert calibration_length(upscaler.plan(None)) == 10
     clip = make_clip(tmp_path / "short.mp4", frames=5, size=(32, 32))  # shorter than the calibration
     est = estimate(upscaler, clip, tmp_path / "o.mp4")
     assert est.calibration_frames == 5 and est.frames == 5

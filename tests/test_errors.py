@@ -18,9 +18,9 @@ from conftest import _write_tone, make_clip, run_cli
 
 from vsrup import models
 from vsrup.devices import is_out_of_memory
-from vsrup.engine import Upscaler, UpscaleSettings
 from vsrup.errors import DeviceError, WeightsError
-from vsrup.video import VideoWriter
+from vsrup.io.writer import VideoWriter
+from vsrup.upscale import Upscaler, UpscaleSettings
 
 
 def assert_one_line(err: str, *fragments: str) -> None:
@@ -247,7 +247,7 @@ def test_out_of_memory_after_every_tile_fallback_is_a_device_error(clip, tmp_pat
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
 
     monkeypatch.setattr(upscaler.model, "upscale", always_oom)
-    monkeypatch.setattr(upscaler, "_recoverable_oom", is_out_of_memory)
+    monkeypatch.setattr(upscaler.runner, "recoverable", is_out_of_memory)
     target = tmp_path / "o.mp4"
     with pytest.raises(DeviceError, match="out of GPU memory even with the smallest tiles") as info:
         upscaler.upscale_file(clip, target)

@@ -59,14 +59,38 @@ def test_lanczos_keeps_flat_frames_flat_and_scales():
     assert torch.allclose(out, torch.full_like(out, 100 / 255), atol=1 / 255)
 
 
-def test_windowed_upscale_equals_whole_clip_upscale():
+def test_eval_upscale_is_exactly_what_vsrup_upscale_writes(tmp_path):
+    """`vsrup eval` scores the product: the same windows, overlaps, blending and 8-bit rounding as
+    `vsrup upscale` (compared through a lossless RGB video, so the encode changes nothing)."""
+    import av
+
+    from vsrup import models
+    from vsrup.upscale import Upscaler, UpscaleSettings
+
     torch.manual_seed(0)
     model = TinyVSR(TinyConfig(scale=2, width=8, refiner_blocks=1)).eval()
     torch.nn.init.normal_(model.to_pixels.weight, std=0.05)
-    lr = torch.rand(7, 3, 10, 12)
-    with torch.no_grad():
+    models.register("eval-test")(lambda scale, device, dtype: model)
+    lr = (torch.rand(11, 3, 10, 12) * 255).round() / 255
+    clip = tmp_path / "lr.mkv"
+    with av.open(str(clip), "w") as out:
+        stream = out.add_stream("ffv1", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 12, 10, "bgr0"
+        for i, image in enumerate((lr * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()):
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24").reformat(format="bgr0")
+            frame.pts = i
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+    settings = UpscaleSettings(scale=2, model="eval-test", device="cpu", window=4, overlap=2)
+    settings.encode.codec, settings.encode.pix_fmt = "ffv1", "bgr0"
+    Upscaler(settings).upscale_file(clip, tmp_path / "up.mkv")
+    with av.open(str(tmp_path / "up.mkv")) as written:
+        frames = [f.to_ndarray(format="rgb24") for f in written.decode(video=0)]
+    upscaled = torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2).float() / 255
+    assert torch.equal(upscale_clip(model, lr, window=4, overlap=2), upscaled)
+    with torch.no_grad():  # and the blending is real: it differs from one whole-clip window
         whole = (model.upscale(lr).clamp(0, 1) * 255).round() / 255
-    torch.testing.assert_close(upscale_clip(model, lr, window=3), whole, rtol=0, atol=1.01 / 255)
+    assert not torch.equal(upscaled, whole)
 
 
 def test_lr_variants_are_bicubic_and_a_fixed_degradation():

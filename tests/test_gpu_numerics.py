@@ -14,7 +14,7 @@ from torch.utils._pytree import tree_leaves
 from vsrup.models.cfr import SPyNet, flow_warp
 from vsrup.models.sd import _wavelet_blur, wavelet_color_fix
 from vsrup.models.tiny import warp
-from vsrup.tiling import tiled_apply
+from vsrup.pipeline.tiling import tiled_apply
 
 
 def grid_in_input_dtype(x: torch.Tensor, offset: torch.Tensor, padding_mode: str) -> torch.Tensor:

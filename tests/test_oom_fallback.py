@@ -2,7 +2,7 @@
 so every input frame still comes out exactly once, in order, with its timestamp.
 
 CUDA is not needed: the model raises `torch.OutOfMemoryError` itself, and the engine's device check
-(`Upscaler._recoverable_oom`) is patched to accept it on the CPU.
+(`Runner.recoverable`) is patched to accept it on the CPU.
 """
 
 from __future__ import annotations
@@ -17,10 +17,11 @@ import torch.nn.functional as F
 
 from vsrup import models
 from vsrup.devices import is_out_of_memory
-from vsrup.engine import Upscaler, UpscaleSettings
 from vsrup.errors import DeviceError
 from vsrup.models.base import VSRModel
-from vsrup.tiling import tiled_apply
+from vsrup.pipeline.runner import Runner
+from vsrup.pipeline.tiling import tiled_apply
+from vsrup.upscale import Upscaler, UpscaleSettings
 
 LEVELS = [20 + 20 * i for i in range(11)]  # one flat grey level per frame: identifies each frame
 
@@ -84,7 +85,7 @@ def flaky(monkeypatch):
             return made[-1]
 
         monkeypatch.setitem(models._LOADERS, "flaky", load)
-        monkeypatch.setattr(Upscaler, "_recoverable_oom", lambda self, exc: is_out_of_memory(exc))
+        monkeypatch.setattr(Runner, "recoverable", lambda self, exc: is_out_of_memory(exc))
         return made
 
     return use
@@ -146,7 +147,7 @@ def test_compiled_runs_pad_the_short_last_window_and_still_write_each_frame_once
     clip = flat_clip(tmp_path / "in.mp4")
     settings = UpscaleSettings(model="flaky", scale=2, device="cpu", tile=0, window=8, overlap=2)
     upscaler = Upscaler(settings)
-    upscaler.pad_windows = True  # what compile=True on a CUDA device sets
+    upscaler.runner.pad_windows = True  # what compile=True on a CUDA device sets
     result = upscaler.upscale_file(clip, tmp_path / "out.mp4")
     assert made[0].frames_seen == [8, 8]  # 11 frames, overlap 2: the second window has 5 real frames
     out_pts, means = frames_of(tmp_path / "out.mp4")

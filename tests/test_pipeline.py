@@ -12,8 +12,9 @@ import torch
 import torch.nn.functional as F
 from conftest import decode_all, make_clip, packet_bytes
 
-from vsrup.engine import Upscaler, UpscaleSettings
-from vsrup.video import EncodeSettings, probe
+from vsrup.io.probe import probe
+from vsrup.io.writer import EncodeSettings
+from vsrup.upscale import Upscaler, UpscaleSettings
 
 
 def upscale(src: Path, dst: Path, scale: int = 2, model: str = "bicubic", **kw) -> Path:
@@ -150,7 +151,7 @@ def test_frame_rate_metadata_kept(sample_clip, tmp_path):
 def test_sixteen_bit_samples_scale_to_unit_range_in_half_precision(dtype):
     """10/12-bit video arrives as 16-bit samples; in fp16 65535 is inf, so scaling must not pass
     through the half type (white would become inf, then NaN through the model)."""
-    from vsrup.engine import to_tensor
+    from vsrup.pipeline.runner import to_tensor
 
     image = np.array([[[0, 32768, 65535]]], np.uint16).repeat(2, axis=0)  # (2, 1, 3)
     tensor = to_tensor([image], torch.device("cpu"), dtype)

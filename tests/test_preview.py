@@ -12,8 +12,11 @@ from typer.testing import CliRunner
 
 from vsrup.cli import app
 from vsrup.errors import OutputError, UsageError
-from vsrup.preview import GAP, decode_around, detail_box, label_height, make_preview, stamp_label
-from vsrup.video import probe, read_frames
+from vsrup.io.probe import probe
+from vsrup.io.reader import read_frames
+from vsrup.labels import label_height, stamp_label
+from vsrup.preview import GAP, detail_box, make_preview, upscale_frame
+from vsrup.preview import frame_at as frame_index_at
 
 
 @pytest.fixture
@@ -70,15 +73,11 @@ def test_detail_box_finds_the_textured_patch():
     assert (x, y) == (4 * 4, 30 * 4)
 
 
-def test_window_around_the_start_middle_and_end(clip):
+def test_the_frame_shown_at_the_start_middle_and_end(clip):
     info = probe(clip)
-    images, index, t = decode_around(info, 0.0, 4)
-    assert (len(images), index, t) == (4, 0, 0.0)
-    images, index, t = decode_around(info, 0.21, 4)  # between frames 5 and 6: frame 5 is shown
-    assert (len(images), index, t) == (4, 2, pytest.approx(0.2))
-    assert (images[index] == frame_at(clip, 5)).all()
-    images, index, t = decode_around(info, 10.0, 4)  # past the end: the last frame
-    assert (len(images), index, t) == (4, 3, pytest.approx(11 / 25))
+    assert frame_index_at(info, 0.0) == 0
+    assert frame_index_at(info, 0.21) == 5  # between frames 5 and 6: frame 5 is shown
+    assert frame_index_at(info, 10.0) == 11  # past the end: the last frame
 
 
 def test_cli_prints_the_path_and_refuses_to_overwrite(clip, tmp_path):
@@ -126,8 +125,8 @@ def test_label_touches_only_its_corner():
 
 
 def test_model_panel_is_the_models_output_for_its_window(clip, tmp_path):
-    from vsrup.engine import Upscaler, UpscaleSettings, to_tensor
     from vsrup.errors import WeightsError
+    from vsrup.upscale import Upscaler, UpscaleSettings
 
     try:
         upscaler = Upscaler(UpscaleSettings(scale=4, model="tiny", device="cpu"))
@@ -140,9 +139,11 @@ def test_model_panel_is_the_models_output_for_its_window(clip, tmp_path):
         x, y, w, h = result.boxes[name]
         return image[y : y + h, x : x + w]
 
-    images, target, _ = decode_around(probe(clip), 0.2, upscaler.window)
-    with torch.inference_mode():
-        expected = upscaler.model.upscale(to_tensor(images, upscaler.device, upscaler.dtype))[target]
-    expected = (expected.clamp(0, 1) * 255).round().permute(1, 2, 0).numpy()
+    # Frame 5 exactly as a whole-video upscale makes it (same windows, neighbours and blending).
+    plan = upscaler.plan(probe(clip))
+    whole = dict((f.index, image) for f, image in upscaler.stream(probe(clip), plan))
+    expected = (whole[5].clamp(0, 1) * 255).round().permute(1, 2, 0).numpy()
     assert np.abs(panel("model") - expected).max() <= 1
+    frame, alone = upscale_frame(upscaler, probe(clip), 5)
+    assert frame.index == 5 and torch.equal(alone, whole[5])
     assert np.abs(panel("model") - panel("bicubic")).mean() > 1  # and it is not just bicubic

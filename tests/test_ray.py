@@ -11,11 +11,13 @@ import numpy as np
 import pytest
 from conftest import decode_all, make_clip, packet_bytes
 
-from vsrup import cluster
-from vsrup.engine import Upscaler, UpscaleSettings
 from vsrup.errors import BatchError
-from vsrup.progress import JsonReporter
-from vsrup.video import EncodeSettings
+from vsrup.io.writer import EncodeSettings
+from vsrup.progress import JsonReporter, Reporter
+from vsrup.run import ray as cluster
+from vsrup.run import upscale_paths
+from vsrup.run.segmented import CRASH_ONCE_ENV
+from vsrup.upscale import Upscaler, UpscaleSettings
 
 ray = pytest.importorskip("ray")
 
@@ -46,9 +48,11 @@ def test_a_clip_on_ray_equals_one_run_even_when_a_worker_dies(tmp_path, monkeypa
     src = make_clip(tmp_path / "in.mp4", frames=20, audio=True)
     whole = Upscaler(settings()).upscale_file(src, tmp_path / "whole.mkv").output
     marker = tmp_path / "crashed"
-    monkeypatch.setenv(cluster.CRASH_ONCE_ENV, str(marker))  # the first task kills its actor
+    monkeypatch.setenv(CRASH_ONCE_ENV, str(marker))  # the first task kills its actor
     events = io.StringIO()
-    [outcome] = cluster.upscale_ray([src, tmp_path / "ray.mkv"], settings(), JsonReporter(events))
+    [outcome] = upscale_paths(
+        [src, tmp_path / "ray.mkv"], settings(), JsonReporter(events), ray_address="local"
+    )
     assert marker.exists()  # a worker did die, and its task was retried on the restarted actor
     assert outcome.status == "done" and outcome.frames == 20
     assert_same_video(whole, tmp_path / "ray.mkv", 20)
@@ -68,7 +72,7 @@ def test_a_batch_folder_on_ray_equals_single_runs_and_records_a_bad_file(tmp_pat
     make_clip(folder / "sub" / "b.mkv", frames=13, size=(48, 32))
     (folder / "broken.mp4").write_bytes(b"not a video")
     with pytest.raises(BatchError, match="1 of 3"):
-        cluster.upscale_ray([folder, tmp_path / "out"], settings(), suffix="_x2")
+        upscale_paths([folder, tmp_path / "out"], settings(), Reporter(), "_x2", ray_address="local")
     single = tmp_path / "single"
     single.mkdir()
     for name, frames in (("a.mp4", 9), ("sub/b.mkv", 13)):

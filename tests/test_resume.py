@@ -17,11 +17,11 @@ import torch
 from conftest import decode_all, interrupt_after_two_segments, make_clip, packet_bytes, run_cli
 
 from vsrup import models, resume
-from vsrup.batch import plan_jobs
-from vsrup.engine import Upscaler, UpscaleSettings
+from vsrup.io.writer import EncodeSettings
 from vsrup.models.bicubic import Bicubic
 from vsrup.progress import Reporter
-from vsrup.video import EncodeSettings
+from vsrup.run.jobs import plan_jobs
+from vsrup.upscale import Upscaler, UpscaleSettings
 
 TESTS = Path(__file__).resolve().parent
 VFR_MS = [0, 40, 80, 130, 170, 200, 240, 290, 330, 360] * 4  # 40 frames, irregular steps
@@ -185,7 +185,7 @@ def test_crash_while_joining_reruns_only_the_join(tmp_path, monkeypatch):
         raise KeyboardInterrupt
 
     with monkeypatch.context() as patch:
-        patch.setattr("vsrup.segments.concat_segments", crash)
+        patch.setattr("vsrup.upscale.concat_segments", crash)
         with pytest.raises(KeyboardInterrupt):
             Upscaler(settings(resume=True, segment_frames=5)).upscale_file(clip, target)
     assert [s["frames"] for s in manifest_segments(target)] == [5, 5, 2] and not target.exists()
@@ -226,19 +226,19 @@ def test_unfinished_work_is_pointed_out_when_resume_is_not_given(tmp_path, monke
 def test_resumed_run_keeps_the_earlier_runs_automatic_plan(tmp_path, monkeypatch):
     """The first run planned a longer window (as a roomier GPU would); the rerun plans the default
     but must finish with the first run's window, or its frames would not match the finished ones."""
-    from vsrup import tuning
+    import dataclasses
+
+    from vsrup import upscale as upscale_module
 
     register_window_dependent()
     clip = make_clip(tmp_path / "in.mkv", frames=40)
     target = tmp_path / "out.mkv"
-    real_plan = tuning.plan
+    real_plan = upscale_module.make_plan
 
     def roomy(*args, **kwargs):
-        chosen = real_plan(*args, **kwargs)
-        chosen.window = 12
-        return chosen
+        return dataclasses.replace(real_plan(*args, **kwargs), window=12)
 
-    monkeypatch.setattr(tuning, "plan", roomy)
+    monkeypatch.setattr(upscale_module, "make_plan", roomy)
     interrupt_after_two_segments(monkeypatch)
     with pytest.raises(KeyboardInterrupt):
         Upscaler(settings(window=None, resume=True, segment_frames=8)).upscale_file(clip, target)
@@ -247,8 +247,7 @@ def test_resumed_run_keeps_the_earlier_runs_automatic_plan(tmp_path, monkeypatch
     register_window_dependent()
 
     resumed = Upscaler(settings(window=None, resume=True, segment_frames=8))
-    resumed.upscale_file(clip, target)
-    assert resumed.window == 12
+    assert resumed.upscale_file(clip, target).plan.window == 12
     Upscaler(settings(window=12)).upscale_file(clip, tmp_path / "w12.mkv")
     Upscaler(settings(window=None)).upscale_file(clip, tmp_path / "w8.mkv")
     images, w12, w8 = (decode_all(p)[1] for p in (target, tmp_path / "w12.mkv", tmp_path / "w8.mkv"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from fractions import Fraction
 from pathlib import Path
 
@@ -11,13 +12,18 @@ import pytest
 import torch
 from conftest import decode_all, make_clip, packet_bytes, pattern
 
-from vsrup import models, segments
-from vsrup.engine import Upscaler, UpscaleSettings
+from vsrup import models
 from vsrup.errors import InputError, UsageError
+from vsrup.io import reader
+from vsrup.io.concat import concat_segments, decode_timestamps, join
+from vsrup.io.probe import probe, video_pts
+from vsrup.io.writer import EncodeSettings
 from vsrup.models.tiny import TinyConfig, TinyVSR
-from vsrup.segments import FrameRange, parse_bound, plan_segments, window_span
-from vsrup.video import EncodeSettings, probe
-from vsrup.windows import sliding_windows
+from vsrup.pipeline.plan import Plan
+from vsrup.pipeline.span import Bound, FrameRange, parse_bound, plan_segments, resolve_range, window_span
+from vsrup.pipeline.stream import first_needed
+from vsrup.pipeline.windows import sliding_windows
+from vsrup.upscale import Upscaler, UpscaleSettings
 
 LOSSLESS = EncodeSettings(codec="ffv1")
 
@@ -33,10 +39,10 @@ def _seeded_temporal(scale: int, device: torch.device, dtype: torch.dtype) -> Ti
 
 
 def test_parse_bound_reads_seconds_clock_times_and_frames():
-    assert parse_bound("12.5") == segments.Bound(12.5, False)
-    assert parse_bound("00:01:02.5") == segments.Bound(62.5, False)
-    assert parse_bound("1:02:03") == segments.Bound(3723.0, False)
-    assert parse_bound("120f") == segments.Bound(120, True)
+    assert parse_bound("12.5") == Bound(12.5, False)
+    assert parse_bound("00:01:02.5") == Bound(62.5, False)
+    assert parse_bound("1:02:03") == Bound(3723.0, False)
+    assert parse_bound("120f") == Bound(120, True)
     for bad in ("-1", "abc", "1:2:3:4", "-3f", "nan"):
         with pytest.raises(UsageError):
             parse_bound(bad)
@@ -67,7 +73,7 @@ def test_plan_segments_tiles_the_video_with_cuts_on_window_starts():
 def test_decode_timestamps_rebuild_an_encoder_delay():
     # x264's order with B-pyramid: I0 P4 B2 b1 b3, delay 2 frames of 10 units.
     pts = [0, 40, 20, 10, 30, 50]
-    dts = segments.decode_timestamps(pts)
+    dts = decode_timestamps(pts)
     assert dts == [-20, -10, 0, 10, 20, 30]
     assert all(d <= p for d, p in zip(dts, pts, strict=True))
 
@@ -78,7 +84,7 @@ def upscaler(model: str, **kw) -> Upscaler:
 
 def stitched(up: Upscaler, src: Path, folder: Path, parts: int) -> Path:
     """Upscale `src` as `parts` segments (each with its own upscale_file call) and join them."""
-    frames = len(segments.video_pts(src))
+    frames = len(video_pts(src))
     ranges = plan_segments(frames, parts, 1, 0)  # even cuts, deliberately not on the window grid
     assert len(ranges) == parts
     paths = []
@@ -86,7 +92,7 @@ def stitched(up: Upscaler, src: Path, folder: Path, parts: int) -> Path:
         paths.append(folder / f"seg{i}.mkv")
         up.upscale_file(src, paths[-1], frame_range=span)
     out = folder / "joined.mkv"
-    assert segments.concat_segments(paths, probe(src), out) == frames
+    assert concat_segments(paths, probe(src), out) == frames
     return out
 
 
@@ -122,7 +128,7 @@ def test_a_segment_with_h264_keeps_exact_timestamps_of_its_frames(tmp_path):
     pts = [0, 40, 90, 130, 200, 240, 250, 300, 360, 400, 410, 480]
     src = make_clip(tmp_path / "vfr.mp4", frames=len(pts), pts=pts)
     up = upscaler("bicubic", window=4, overlap=1)
-    up.settings.encode = EncodeSettings(preset="ultrafast")
+    up = up.with_settings(dataclasses.replace(up.settings, encode=EncodeSettings(preset="ultrafast")))
     out = up.upscale_file(src, tmp_path / "seg.mp4", frame_range=FrameRange(3, 9)).output
     out_pts, _ = decode_all(out)
     with_tb = [float(p * Fraction(1, 1000)) for p in pts[3:9]]
@@ -146,9 +152,9 @@ def test_start_and_end_as_times_select_the_frames_shown_in_between(tmp_path):
     part_pts, part_images = decode_all(tmp_path / "part.mkv")
     assert part_pts == whole_pts[5:12]
     assert all(np.array_equal(a, b) for a, b in zip(part_images, whole_images[5:12], strict=True))
-    assert segments.resolve_range(probe(src), "5f", "12f") == FrameRange(5, 12)
+    assert resolve_range(probe(src), "5f", "12f") == FrameRange(5, 12)
     with pytest.raises(UsageError):
-        segments.resolve_range(probe(src), "12f", "0.1")
+        resolve_range(probe(src), "12f", "0.1")
 
 
 def test_cli_start_end_writes_the_segment(tmp_path):
@@ -181,7 +187,7 @@ def test_h264_mp4_segments_joined_match_a_whole_run_within_encoder_noise(tmp_pat
         up = Upscaler(UpscaleSettings(**h264, start=start, end=end))
         parts.append(up.upscale_file(src, tmp_path / f"part{i}.mp4").output)
     joined = tmp_path / "joined.mp4"
-    assert segments.join(src, parts, joined) == 16
+    assert join(src, parts, joined) == 16
     assert decode_all(joined)[0] == decode_all(whole)[0] == decode_all(src)[0]
     assert packet_bytes(joined, "audio") == packet_bytes(src, "audio") != []
     # Lossy either way: the joined file is as close to the exact frames as the whole run is.
@@ -190,7 +196,7 @@ def test_h264_mp4_segments_joined_match_a_whole_run_within_encoder_noise(tmp_pat
     joined_psnr = [psnr(a, b) for a, b in zip(exact_images, decode_all(joined)[1], strict=True)]
     assert min(joined_psnr) > 30 and np.mean(joined_psnr) > np.mean(whole_psnr) - 1.0
     with pytest.raises(InputError):  # out of order: caught, not a broken file
-        segments.join(src, parts[::-1], tmp_path / "bad.mp4")
+        join(src, parts[::-1], tmp_path / "bad.mp4")
     assert not (tmp_path / "bad.mp4").exists()
 
 
@@ -212,10 +218,10 @@ def test_a_late_segment_seeks_to_a_keyframe_instead_of_decoding_from_the_start(t
     info = probe(src)
     all_pts, all_images = decode_all(src)
     decoded_from_start = []
-    original = segments.read_frames
-    monkeypatch.setattr(segments, "read_frames", lambda i: decoded_from_start.append(1) or original(i))
-    first, frames = segments.read_span(info, FrameRange(21, 26), size=4, overlap=2)
-    frames = list(frames)
+    original = reader._decode_all
+    monkeypatch.setattr(reader, "_decode_all", lambda i: decoded_from_start.append(1) or original(i))
+    first = first_needed(FrameRange(21, 26), Plan(window=4, overlap=2, tile=0))
+    frames = list(reader.read_frames(info, first))
     assert first == 18  # window 9 (frames 18–21) is the first that holds frame 21
     assert [f.index for f in frames] == list(range(18, 30))
     assert [f.pts for f in frames] == all_pts[18:]
@@ -231,9 +237,9 @@ def test_a_late_segment_seeks_to_a_keyframe_instead_of_decoding_from_the_start(t
 
 def test_a_seek_that_lands_wrong_falls_back_to_decoding_from_the_start(tmp_path, monkeypatch):
     src = keyframed_clip(tmp_path / "gop.mp4", frames=14, gop=4)
-    real = segments.video_pts(src)
-    monkeypatch.setattr(segments, "video_pts", lambda path: [p + 1 for p in real])  # lies
-    first, frames = segments.read_span(probe(src), FrameRange(9, 12), size=4, overlap=2)
-    frames = list(frames)
+    real = video_pts(src)
+    monkeypatch.setattr(reader, "video_pts", lambda path: [p + 1 for p in real])  # lies
+    first = first_needed(FrameRange(9, 12), Plan(window=4, overlap=2, tile=0))
+    frames = list(reader.read_frames(probe(src), first))
     assert first == 6 and [f.index for f in frames] == list(range(6, 14))  # window 3 holds frame 9
     assert [f.pts for f in frames] == real[6:]

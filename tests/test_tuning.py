@@ -9,6 +9,7 @@ import torch
 
 from vsrup import tuning
 from vsrup.models.base import VSRModel
+from vsrup.pipeline.plan import choose_plan
 
 MIB = 2**20
 
@@ -51,11 +52,11 @@ def test_whole_frames_when_they_fit_and_smaller_tiles_for_less_memory():
 
 def test_plan_keeps_an_explicit_tile_and_describes_itself():
     model = Sized()
-    plan = tuning.plan(model, torch.device("cpu"), torch.float32, 8, 2, 96, (320, 180))
+    plan = choose_plan(model, torch.device("cpu"), torch.float32, 8, 2, 96, (320, 180))
     assert plan.tile == 96 and plan.window == 8 and plan.overlap == 2
     text = plan.describe()
     assert "tile 96" in text and "window 8" in text and "cpu" in text
-    auto = tuning.plan(model, torch.device("cpu"), torch.float32, 8, 2, None, (320, 180))
+    auto = choose_plan(model, torch.device("cpu"), torch.float32, 8, 2, None, (320, 180))
     assert auto.tile == 0  # 74 MiB of activations fits any host that can run the tests
     assert auto.estimate_mib == tuning.estimate_bytes(model, 8, 180, 320, torch.float32) / MIB
 
@@ -73,15 +74,15 @@ def test_compile_is_ignored_on_cpu_with_a_warning(caplog):
 def test_gpu_window_doubles_only_with_room_and_only_when_not_set():
     model, gpu = Sized(), torch.device("cuda")  # free memory is given, so no GPU is needed
     need_16 = tuning.estimate_bytes(model, 16, 180, 320, torch.float16)
-    roomy = tuning.plan(model, gpu, torch.float16, 8, 2, None, (320, 180), auto_window=True, free=4 * need_16)
+    roomy = choose_plan(model, gpu, torch.float16, 8, 2, None, (320, 180), auto_window=True, free=4 * need_16)
     assert (roomy.window, roomy.tile) == (16, 0)
-    tight = tuning.plan(model, gpu, torch.float16, 8, 2, None, (320, 180), auto_window=True, free=need_16)
+    tight = choose_plan(model, gpu, torch.float16, 8, 2, None, (320, 180), auto_window=True, free=need_16)
     assert tight.window == 8  # 16 frames would not fit in the 70 % share
-    fixed = tuning.plan(
+    fixed = choose_plan(
         model, gpu, torch.float16, 8, 2, None, (320, 180), auto_window=False, free=4 * need_16
     )
     assert fixed.window == 8
-    cpu = tuning.plan(
+    cpu = choose_plan(
         model, torch.device("cpu"), torch.float32, 8, 2, None, (320, 180), auto_window=True, free=10**12
     )
     assert cpu.window == 8  # the CPU keeps the model's window
@@ -89,9 +90,9 @@ def test_gpu_window_doubles_only_with_room_and_only_when_not_set():
 
 def test_max_memory_caps_the_plan():
     model = Sized()
-    roomy = tuning.plan(model, torch.device("cpu"), torch.float32, 8, 2, None, (1280, 720), free=10**12)
+    roomy = choose_plan(model, torch.device("cpu"), torch.float32, 8, 2, None, (1280, 720), free=10**12)
     need = roomy.estimate_mib * MIB
-    capped = tuning.plan(
+    capped = choose_plan(
         model, torch.device("cpu"), torch.float32, 8, 2, None, (1280, 720), free=10**12, limit=int(need / 4)
     )
     assert roomy.tile == 0 and capped.tile > 0

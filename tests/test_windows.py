@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from vsrup.errors import UsageError
-from vsrup.windows import TemporalBlender, sliding_windows
+from vsrup.pipeline.windows import TemporalBlender, sliding_windows
 
 
 def run(n: int, size: int, overlap: int, per_window=None):

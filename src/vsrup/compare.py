@@ -1,8 +1,9 @@
-"""Comparison videos: bicubic and the model in one picture, written by the ordinary engine.
+"""Comparison videos: bicubic and the model in one picture, written by the ordinary upscale path.
 
 `CompareModel` wraps any model: for each window it runs the model and a bicubic upscale of the
 same frames and composes them, so temporal windows, blending, tiling, OOM fallback, timestamps and
-audio passthrough all work exactly as for a normal upscale.
+audio passthrough all work exactly as for a normal upscale (`upscale --compare MODE` is an
+`Upscaler` whose model is wrapped). It declares its own output size, so the writer needs nothing.
 
 - `split`: one frame at the output size, bicubic on the left half and the model on the right,
   with a thin white divider in the middle. Same size as the normal output.
@@ -13,17 +14,11 @@ Each half carries a small label (the method's name) in its top corner, burnt int
 
 from __future__ import annotations
 
-import dataclasses
-from pathlib import Path
-
 import torch
 import torch.nn.functional as F
 
-from vsrup.engine import FileResult, Upscaler, UpscaleSettings
 from vsrup.errors import UsageError
 from vsrup.models.base import VSRModel
-from vsrup.progress import Reporter
-from vsrup.video import VideoInfo
 
 MODES = ("split", "side")
 
@@ -82,35 +77,13 @@ class CompareModel(VSRModel):
             )
         return compose(base, upscaled, self.mode)
 
+    def output_size(self, width: int, height: int) -> tuple[int, int]:
+        out_w, out_h = self.inner.output_size(width, height)
+        return (2 * out_w if self.mode == "side" else out_w), out_h
+
     def _label(self, frames: torch.Tensor, text: str, corner: str) -> torch.Tensor:
-        from vsrup.preview import stamp_label
+        from vsrup.labels import stamp_label
 
         # In split mode the model's half is the right one, so its label goes top right.
         where = corner if self.mode == "split" else "left"
         return stamp_label(frames, text, where)
-
-
-class CompareUpscaler(Upscaler):
-    """An `Upscaler` whose output is a comparison video instead of the upscaled video."""
-
-    def __init__(self, settings: UpscaleSettings, mode: str = "split", labels: bool = True) -> None:
-        super().__init__(settings)
-        self.model = CompareModel(self.model, mode, labels)
-
-    def writer_info(self, info: VideoInfo) -> VideoInfo:
-        if self.model.mode == "side":
-            return dataclasses.replace(info, width=2 * info.width)
-        return info
-
-
-def single_job(paths: list[Path], option: str) -> tuple[Path, Path]:
-    """The one (input file, output file) pair that --compare and --dry-run work on."""
-    if len(paths) != 2 or Path(paths[0]).is_dir() or Path(paths[1]).is_dir():
-        raise UsageError(f"{option} takes one input video and one output file")
-    return Path(paths[0]), Path(paths[1])
-
-
-def compare_paths(paths: list[Path], settings: UpscaleSettings, mode: str, reporter: Reporter) -> FileResult:
-    """The `upscale --compare MODE` command: write the comparison video of one input file."""
-    source, target = single_job(paths, "--compare")
-    return CompareUpscaler(settings, mode).upscale_file(source, target, reporter)

@@ -46,3 +46,19 @@ class BatchError(VsrupError):
 
 class Interrupted(VsrupError):
     exit_code = 130
+
+
+def rebuild(name: str, message: str) -> VsrupError:
+    """An error that crossed a process boundary (a `--devices` worker, a Ray actor) as its class name
+    and message, made again as the same VsrupError subclass, so it keeps its exit code."""
+    kind = globals().get(name)
+    if isinstance(kind, type) and issubclass(kind, VsrupError):
+        return kind(message)
+    return VsrupError(message)
+
+
+def describe(exc: BaseException, where: str) -> tuple[str, str]:
+    """(class name, message) of an error raised in a worker on `where`, for `rebuild` in the parent."""
+    if isinstance(exc, VsrupError):
+        return type(exc).__name__, f"{where}: {exc}"
+    return "VsrupError", f"{where}: internal error: {type(exc).__name__}: {exc}"

@@ -25,10 +25,13 @@ from pathlib import Path
 import av
 import torch
 
-from vsrup.engine import Upscaler
 from vsrup.errors import InputError
+from vsrup.io.probe import open_input, probe
+from vsrup.io.writer import choose_codec, choose_pix_fmt
+from vsrup.pipeline.plan import Plan
+from vsrup.pipeline.span import resolve_range
 from vsrup.progress import Reporter
-from vsrup.video import choose_codec, choose_pix_fmt, open_input, probe
+from vsrup.upscale import Upscaler
 
 CALIBRATION_MIN_FRAMES = 8
 LOOKAHEAD_FRAMES = {"libx264": 50, "libx265": 50}  # rc-lookahead 40 + B-frames + threads, roughly
@@ -77,9 +80,9 @@ class _Clock(Reporter):
         self.marks.append((time.perf_counter(), self.rate.done))
 
 
-def calibration_length(upscaler: Upscaler) -> int:
+def calibration_length(plan: Plan) -> int:
     """Two windows: the first pays the one-off costs, the second shows the steady rate."""
-    return max(CALIBRATION_MIN_FRAMES, 2 * upscaler.window - upscaler.overlap)
+    return max(CALIBRATION_MIN_FRAMES, 2 * plan.window - plan.overlap)
 
 
 def estimate(upscaler: Upscaler, source: Path | str, target: Path | str) -> Estimate:
@@ -89,30 +92,26 @@ def estimate(upscaler: Upscaler, source: Path | str, target: Path | str) -> Esti
     settings = upscaler.settings
     codec = choose_codec(target, settings.encode)
     pix_fmt = choose_pix_fmt(av.codec.Codec(codec, "w"), info, settings.encode)
-    out_info = upscaler.writer_info(info)
-    out_size = (out_info.width * settings.scale, out_info.height * settings.scale)
+    out_size = upscaler.model.output_size(info.width, info.height)
     notes = []
     if target.exists() and not settings.overwrite:
         notes.append(f"{target} exists: the real run needs --overwrite")
     total = info.frames_estimate
     if settings.start or settings.end:  # only that part will be upscaled
-        from vsrup.segments import resolve_range
-
         total = resolve_range(info, settings.start, settings.end).length(total)
-    upscaler.plan_video(info, Reporter())  # the window may grow on a GPU: calibrate on the real one
+    plan = upscaler.plan(info)  # the window may grow on a GPU: calibrate on the real one
     if upscaler.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(upscaler.device)
     # The calibration is a plain run of the cut: a range or resume folder would not fit it.
-    upscaler.settings = dataclasses.replace(settings, start=None, end=None, resume=False, overwrite=True)
-    try:
-        with tempfile.TemporaryDirectory(prefix="vsrup-dry-run-") as folder:
-            cut = copy_first_frames(source, Path(folder) / "cut.nut", calibration_length(upscaler))
-            clock = _Clock()
-            started = time.perf_counter()
-            result = upscaler.upscale_file(cut, Path(folder) / f"out{target.suffix.lower()}", clock)
-            calibration_s = time.perf_counter() - started
-    finally:
-        upscaler.settings = settings
+    calibrator = upscaler.with_settings(
+        dataclasses.replace(settings, start=None, end=None, resume=False, overwrite=True)
+    )
+    with tempfile.TemporaryDirectory(prefix="vsrup-dry-run-") as folder:
+        cut = copy_first_frames(source, Path(folder) / "cut.nut", calibration_length(plan))
+        clock = _Clock()
+        started = time.perf_counter()
+        result = calibrator.upscale_file(cut, Path(folder) / f"out{target.suffix.lower()}", clock)
+        calibration_s = time.perf_counter() - started
     first_s, per_window_frame, per_flush_frame = _rates(clock, started, calibration_s, result.frames)
     first_frames = clock.marks[0][1] if clock.marks else result.frames
     estimated = None
@@ -133,9 +132,9 @@ def estimate(upscaler: Upscaler, source: Path | str, target: Path | str) -> Esti
         scale=settings.scale,
         device=str(upscaler.device),
         dtype=str(upscaler.dtype).removeprefix("torch."),
-        window=upscaler.window,
-        overlap=upscaler.overlap,
-        tile=upscaler.model.tiles.latent_tile,
+        window=plan.window,
+        overlap=plan.overlap,
+        tile=plan.tile,
         codec=codec,
         pix_fmt=pix_fmt,
         input_size=(info.width, info.height),
@@ -244,11 +243,11 @@ def dry_run(paths: list[Path], settings, compare: str | None = None, as_json: bo
     """The `upscale --dry-run` command: load the model, calibrate, print the estimate."""
     import json
 
-    from vsrup.compare import CompareUpscaler, single_job
+    from vsrup.run.jobs import single_job
 
     source, target = single_job(paths, "--dry-run")
     probe(source)  # a bad input fails before the model loads
-    upscaler = CompareUpscaler(settings, compare) if compare else Upscaler(settings)
+    upscaler = Upscaler(dataclasses.replace(settings, compare=compare))
     est = estimate(upscaler, source, target)
     if as_json:
         print(json.dumps(est.as_dict()), flush=True)

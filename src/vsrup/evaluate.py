@@ -24,10 +24,15 @@ import torch
 from PIL import Image
 
 from vsrup.errors import InputError, UsageError, VsrupError
+from vsrup.io.reader import Frame
+from vsrup.pipeline.plan import make_plan
+from vsrup.pipeline.runner import Runner, to_image
+from vsrup.pipeline.stream import upscale_stream
 from vsrup.train.data import read_frames
 from vsrup.train.degrade import Recipe, degrade, downscale
 
-DATA = Path("/work/shared/data")
+# The shared data lives beside the project checkout (../shared/data from the repository root).
+DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 HELD_OUT_SOURCES = [
     DATA / "clips" / "05_default_juggle.mp4",
     DATA / "clips" / "bedroom.mp4",
@@ -123,18 +128,20 @@ def make_lr(hr: torch.Tensor, scale: int, variant: str) -> torch.Tensor:
     raise UsageError(f"unknown LR variant {variant!r}; choose bicubic or degraded")
 
 
-def upscale_clip(model, lr: torch.Tensor, window: int) -> torch.Tensor:
-    """Run `model` over the clip in windows of `window` frames, each with `temporal_context` extra
-    frames of context on both sides whose outputs are dropped, so every frame sees its neighbours."""
-    ctx = getattr(model, "temporal_context", 0) if window > 1 else 0
-    outs = []
-    with torch.no_grad():
-        for a in range(0, lr.shape[0], window):
-            b = min(a + window, lr.shape[0])
-            lo, hi = max(0, a - ctx), min(lr.shape[0], b + ctx)
-            chunk = lr[lo:hi].to(device=model.device, dtype=model.dtype)
-            outs.append(quantize(model.upscale(chunk).float().cpu())[a - lo : a - lo + b - a])
-    return torch.cat(outs)
+def upscale_clip(
+    model, lr: torch.Tensor, window: int | None = None, overlap: int | None = None
+) -> torch.Tensor:
+    """Run `model` over the clip exactly as `vsrup upscale` does (the same plan, windows, overlaps,
+    blending and rounding to 8 bit; only the encode is skipped). `window=1` is per-frame inference
+    of the same weights: no window holds a neighbour."""
+    if window == 1:
+        overlap = 0
+    runner = Runner(model, model.device, model.dtype)
+    plan = make_plan(model, model.device, model.dtype, window, overlap, 0, None)
+    images = (lr.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    frames = [Frame(i, i, 1, image) for i, image in enumerate(images)]
+    out = [to_image(image, np.uint8) for _, image in upscale_stream(frames, runner, plan)]
+    return torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2).float() / 255
 
 
 def lanczos(lr: torch.Tensor, scale: int) -> torch.Tensor:
@@ -159,7 +166,7 @@ def evaluate(
     scale: int = 4,
     frames: int = 30,
     variants: tuple[str, ...] = ("bicubic", "degraded"),
-    window: int = 10,
+    window: int | None = None,
     device: str = "cpu",
 ) -> dict:
     """Score `model` (temporal and per-frame), bicubic and Lanczos on each source and variant.
@@ -176,7 +183,7 @@ def evaluate(
     methods = {
         model: lambda lr: upscale_clip(net, lr, window),
         f"{model} per-frame": lambda lr: upscale_clip(net, lr, 1),
-        "bicubic": lambda lr: upscale_clip(bicubic, lr, window),
+        "bicubic": lambda lr: upscale_clip(bicubic, lr),
         "lanczos (PIL)": lambda lr: lanczos(lr, scale),
     }
     rows = []
@@ -230,7 +237,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scale", type=int, default=4)
     parser.add_argument("--frames", type=int, default=30, help="first N frames of each source")
     parser.add_argument("--variants", default="bicubic,degraded", help="LR kinds: bicubic,degraded")
-    parser.add_argument("--window", type=int, default=10, help="frames per model window")
+    parser.add_argument(
+        "--window",
+        type=int,
+        default=None,
+        help="frames per model window (default: the model's, as in upscale)",
+    )
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch default)")
     parser.add_argument("--json", type=Path, help="also write the results as JSON here ('-' = stdout)")
     args = parser.parse_args(argv)

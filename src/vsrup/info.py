@@ -20,7 +20,7 @@ from pathlib import Path
 
 import av
 
-from vsrup.video import open_input, probe
+from vsrup.io.probe import open_input, probe
 
 VFR_SCAN_SECONDS = 10.0
 

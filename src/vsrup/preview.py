@@ -3,8 +3,8 @@
 The picture answers "what will I get?" before an overnight run. Top row, each at the output size:
 [input, nearest-neighbour enlarged | bicubic | model]. Bottom row: the same three, cropped to the
 most detailed region of the frame (highest gradient energy) and enlarged `zoom` times more, so
-the difference is visible without an image viewer. The model sees a whole temporal window around
-the chosen frame (seek, then decode a few frames), as it would in a real run.
+the difference is visible without an image viewer. The chosen frame is upscaled by the stream loop
+over a one-frame span: the same windows, neighbours and blending as in a real run.
 
 Pictures are drawn with Pillow: it is already installed as a dependency of diffusers, and it gives
 us a PNG encoder and a scalable font for the labels for free.
@@ -12,8 +12,7 @@ us a PNG encoder and a scalable font for the labels for free.
 
 from __future__ import annotations
 
-import collections
-import functools
+import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,8 +21,11 @@ import torch
 
 from vsrup.compare import bicubic
 from vsrup.errors import InputError, OutputError, UsageError
-from vsrup.video import Frame, VideoInfo, color_range_of, open_input, probe, rgb_matrix
-from vsrup.windows import Window
+from vsrup.io.probe import VideoInfo, probe, video_pts
+from vsrup.io.reader import Frame
+from vsrup.labels import draw_text, label_height
+from vsrup.pipeline.runner import to_tensor
+from vsrup.pipeline.span import FrameRange
 
 GAP = 4  # px of background between panels
 BACKGROUND = (24, 24, 24)
@@ -55,7 +57,7 @@ def make_preview(
     overwrite: bool = False,
 ) -> Preview:
     """Upscale the frame at `at` seconds (default: the middle) and write the comparison PNG."""
-    from vsrup.engine import Upscaler, UpscaleSettings, to_tensor
+    from vsrup.upscale import Upscaler, UpscaleSettings
 
     source = Path(source)
     if zoom < 1:
@@ -65,13 +67,14 @@ def make_preview(
     output = Path(output) if output else Path(f"{source.stem}-preview-{at:.2f}s.png")
     _check_png_output(output, overwrite)
     upscaler = Upscaler(UpscaleSettings(scale=scale, model=model, device=device, dtype=dtype, tile=tile))
-    images, target, time_s = decode_around(info, at, upscaler.window)
-    window = Window(0, [Frame(i, None, None, image) for i, image in enumerate(images)], 0, 0)
-    upscaled = upscaler._run_model(window)[target]  # as in a real run, with its OOM fallback
+    decoded, upscaled = upscale_frame(upscaler, info, frame_at(info, at))
+    time_s = (
+        float((decoded.pts - video_pts(info.path)[0]) * info.time_base) if decoded.pts is not None else at
+    )
     with torch.inference_mode():
-        batch = to_tensor(images[target : target + 1], upscaler.device, torch.float32)
+        batch = to_tensor([decoded.image], upscaler.device, torch.float32)
         base = bicubic(batch, scale)[0]
-    frame = to_uint8(images[target])
+    frame = to_uint8(decoded.image)
     panels = {
         "input": np.repeat(np.repeat(frame, scale, axis=0), scale, axis=1),
         "bicubic": tensor_to_uint8(base),
@@ -105,44 +108,26 @@ def _check_png_output(output: Path, overwrite: bool) -> None:
         raise OutputError(f"cannot create output folder {output.parent}: {exc.strerror}") from None
 
 
-def decode_around(info: VideoInfo, at: float, count: int) -> tuple[list[np.ndarray], int, float]:
-    """Decode `count` consecutive frames around time `at` (seconds from the start).
+def frame_at(info: VideoInfo, at: float) -> int:
+    """Index of the frame shown at `at` seconds from the first frame (the last one at or before it),
+    from the packet timestamps alone."""
+    pts = video_pts(info.path)
+    if not pts:
+        raise InputError(f"no video frames in {info.path}")
+    limit = at + 1e-6
+    shown = [i for i, value in enumerate(pts) if float((value - pts[0]) * info.time_base) <= limit]
+    return shown[-1] if shown else 0
 
-    Returns the RGB images, the index of the frame shown at `at` within them (the last frame whose
-    time is ≤ `at`), and that frame's time. Seeks to the keyframe before `at` so that long videos
-    are not decoded from the start; about half the window comes before the chosen frame.
-    """
-    before = count // 2
-    rgb_format = "rgb48le" if info.bit_depth > 8 else "rgb24"
-    matrix, color_range = rgb_matrix(info), color_range_of(info)
-    with open_input(info.path) as container:
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
-        start = stream.start_time or 0
-        rate = float(info.frame_rate or 25)
-        margin = (before + 1) / rate  # seek early enough to have the frames before `at`
-        if at - margin > 0:
-            container.seek(start + int((at - margin) / stream.time_base), stream=stream, backward=True)
-        kept: collections.deque = collections.deque(maxlen=count)  # (time, image)
-        chosen: float | None = None  # time of the frame shown at `at`
-        after = 0
-        for index, frame in enumerate(container.decode(stream)):
-            t = float((frame.pts - start) * stream.time_base) if frame.pts is not None else index / rate
-            if chosen is None and t > at + 1e-6:  # `at` falls before this frame: show the one before
-                chosen = kept[-1][0] if kept else t
-            if chosen is not None and t > chosen:
-                # Stop once the window is full with enough frames after; near the start, where
-                # fewer frames come before, keep going so the model still sees a whole window.
-                if len(kept) == count and after >= count - before - 1:
-                    break
-                after += 1
-            image = frame.reformat(format=rgb_format, src_colorspace=matrix, src_color_range=color_range)
-            kept.append((t, image.to_ndarray()))
-    if not kept:
-        raise InputError(f"no video frames could be decoded from {info.path} near {at:g} s")
-    times = [t for t, _ in kept]
-    chosen = times[-1] if chosen is None else chosen  # `at` is at or after the last frame
-    return [image for _, image in kept], times.index(chosen), chosen
+
+def upscale_frame(upscaler, info: VideoInfo, index: int) -> tuple[Frame, torch.Tensor]:
+    """Frame `index` and its upscaled image, made exactly as `vsrup upscale` makes it: the same plan,
+    the same windows around it, the same blending (the stream loop run over a one-frame span)."""
+    plan = upscaler.plan(info)
+    items = upscaler.stream(info, plan, FrameRange(index, index + 1))
+    with contextlib.closing(items):
+        for frame, image in items:
+            return frame, image
+    raise InputError(f"frame {index} of {info.path} could not be decoded")
 
 
 def to_uint8(image: np.ndarray) -> np.ndarray:
@@ -197,13 +182,13 @@ def _layout(
         left = column * (width + GAP)
         canvas[label_h : label_h + height, left : left + width] = panels[name]
         boxes[name] = (left, label_h, width, height)
-        _draw_text(canvas, titles[name], left + 4, 0, label_h)
+        draw_text(canvas, titles[name], left + 4, 0, label_h)
         region = panels[name][y : y + ch, x : x + cw]
         top = 2 * label_h + height
         canvas[top : top + zoomed_h, left : left + zoomed_w] = region.repeat(zoom, 0).repeat(zoom, 1)
         boxes[f"{name}_zoom"] = (left, top, zoomed_w, zoomed_h)
     caption = f"t = {time_s:.2f} s   ·   zoom ×{zoom} of the most detailed region (x {x}, y {y}, {cw}×{ch})"
-    _draw_text(canvas, caption, 4, label_h + height, label_h)
+    draw_text(canvas, caption, 4, label_h + height, label_h)
     _outline(canvas, boxes["input"][0] + x, label_h + y, cw, ch)
     return canvas, boxes
 
@@ -212,49 +197,6 @@ def _outline(canvas: np.ndarray, x: int, y: int, w: int, h: int, color=(255, 220
     """A 1-px frame around the zoomed region on the input panel, so the eye finds it."""
     canvas[y, x : x + w] = canvas[y + h - 1, x : x + w] = color
     canvas[y : y + h, x] = canvas[y : y + h, x + w - 1] = color
-
-
-def label_height(frame_height: int) -> int:
-    return max(16, frame_height // 20)
-
-
-@functools.lru_cache(maxsize=64)
-def text_mask(text: str, height: int) -> np.ndarray:
-    """Anti-aliased text as an (h, w) float coverage mask, `height` px tall."""
-    from PIL import Image, ImageDraw, ImageFont
-
-    text = text.replace("×", "x")  # Pillow's built-in font has no multiplication sign
-    font = ImageFont.load_default(size=max(8, int(height * 0.75)))
-    left, top, right, bottom = font.getbbox(text)
-    image = Image.new("L", (max(1, right) + 2, height))
-    ImageDraw.Draw(image).text((1, (height - bottom - top) / 2), text, fill=255, font=font)
-    return np.asarray(image, np.float32) / 255.0
-
-
-def _draw_text(canvas: np.ndarray, text: str, x: int, y: int, height: int) -> None:
-    mask = text_mask(text, height)
-    w = min(mask.shape[1], canvas.shape[1] - x)
-    region = canvas[y : y + height, x : x + w].astype(np.float32)
-    alpha = mask[:, :w, None]
-    canvas[y : y + height, x : x + w] = (region * (1 - alpha) + 255 * alpha).round().astype(np.uint8)
-
-
-def stamp_label(frames: torch.Tensor, text: str, corner: str = "left") -> torch.Tensor:
-    """Burn `text` (white on a dark box) into the top-left or top-right corner of (T, 3, H, W)."""
-    height, width = frames.shape[-2:]
-    size = max(10, height // 28)
-    mask = torch.from_numpy(text_mask(text, size)).to(frames.device, frames.dtype)
-    pad = size // 3
-    h, w = min(size, height), min(mask.shape[1], width - 2 * pad)
-    if w <= 0:
-        return frames
-    x = pad if corner == "left" else width - w - pad
-    out = frames.clone()
-    box = out[..., pad : pad + h, x : x + w]
-    alpha = mask[:h, :w]
-    # Darken the box first so the label reads on bright and dark pictures alike.
-    box.mul_(0.45).mul_(1 - alpha).add_(alpha)
-    return out
 
 
 def _write_png(canvas: np.ndarray, path: Path) -> None:

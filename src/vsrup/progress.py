@@ -53,8 +53,23 @@ class Reporter:
     def message(self, text: str) -> None:
         pass
 
+    def outcome(self, outcome: dict) -> None:
+        """A file of a batch that was skipped or failed, said at once (`run.jobs.Outcome.as_dict`)."""
+        self.message(f"{outcome['file']}: {outcome['status']}: {outcome['error']}")
+
+    def summary(self, outcomes: list[dict]) -> None:
+        """The end of a batch: one line per file and the counts."""
+        for o in outcomes:
+            detail = f"{o['frames']} frames, {o['seconds']:.1f}s" if o["status"] == "done" else o["error"]
+            self.message(f"{o['status']:8} {o['file']} → {o['output']} ({detail})")
+        self.message(", ".join(f"{n} {s}" for s, n in _counts(outcomes).items()))
+
     def close(self) -> None:
         pass
+
+
+def _counts(outcomes: list[dict]) -> dict[str, int]:
+    return {s: sum(o["status"] == s for o in outcomes) for s in ("done", "skipped", "failed")}
 
 
 class QuietReporter(Reporter):
@@ -92,6 +107,12 @@ class JsonReporter(Reporter):
 
     def message(self, text: str) -> None:
         self._emit(event="message", file=self.file, text=text)
+
+    def outcome(self, outcome: dict) -> None:
+        self._emit(event="finish", **outcome)
+
+    def summary(self, outcomes: list[dict]) -> None:
+        self._emit(event="summary", **_counts(outcomes), files=outcomes)
 
 
 class LineReporter(Reporter):
@@ -156,8 +177,31 @@ class RichReporter(Reporter):
     def message(self, text: str) -> None:
         self.console.print(text)
 
+    def summary(self, outcomes: list[dict]) -> None:
+        self.console.print(_rich_table(outcomes))
+
     def close(self) -> None:
         self.progress.stop()
+
+
+def _rich_table(outcomes: list[dict]):
+    from rich.table import Table
+
+    colour = {"done": "green", "skipped": "yellow", "failed": "red"}
+    table = Table(title=", ".join(f"{n} {s}" for s, n in _counts(outcomes).items()))
+    for column in ("status", "input", "output", "frames", "time", "error"):
+        table.add_column(column)
+    for o in outcomes:
+        done = o["status"] == "done"
+        table.add_row(
+            f"[{colour[o['status']]}]{o['status']}[/]",
+            o["file"],
+            o["output"],
+            str(o["frames"]) if done else "",
+            f"{o['seconds']:.1f}s" if done else "",
+            o["error"] or "",
+        )
+    return table
 
 
 class DownloadBars:

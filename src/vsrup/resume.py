@@ -6,7 +6,7 @@ each starts with a keyframe) in `.NAME.vsrup-resume/` beside the output. A segme
 `manifest.json` only once its file is complete and on disk, so whatever the manifest lists can be
 trusted, and anything else in the folder is debris from a killed run. A rerun skips the frames the
 listed segments hold: it re-runs only the windows whose overlap blends into the first new frame (see
-`segments.FrameRange`), so the frames it adds are the very frames an uninterrupted run makes. At the
+`pipeline.stream`), so the frames it adds are the very frames an uninterrupted run makes. At the
 end the segments are joined by packet copy, with the input's audio and subtitles muxed once.
 
 The manifest also records what the frames depend on (input file, model, scale, the requested
@@ -26,8 +26,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from vsrup.errors import OutputError
-from vsrup.segments import SEGMENT_EXT, SegmentWriter
-from vsrup.video import EncodeSettings, VideoInfo
+from vsrup.io.probe import VideoInfo
+from vsrup.io.writer import SEGMENT_EXT, EncodeSettings, VideoWriter
 
 log = logging.getLogger(__name__)
 
@@ -141,13 +141,13 @@ class SegmentedWriter:
         self,
         work: ResumeFolder,
         info: VideoInfo,
-        scale: int,
+        size: tuple[int, int],
         encode: EncodeSettings,
         segment_frames: int,
     ) -> None:
-        self.work, self.info, self.scale, self.encode = work, info, scale, encode
+        self.work, self.info, self.size, self.encode = work, info, size, encode
         self.segment_frames = max(1, segment_frames)
-        self._writer: SegmentWriter | None = None
+        self._writer: VideoWriter | None = None
         self._partial = work.path / f"partial{SEGMENT_EXT}"
         self._count = 0
         self.frames_written = 0
@@ -156,7 +156,9 @@ class SegmentedWriter:
         if self._writer is not None and self._count >= self.segment_frames:
             self._finish_segment()
         if self._writer is None:
-            self._writer = SegmentWriter(self._partial, self.info, self.scale, self.encode, SEGMENT_EXT)
+            self._writer = VideoWriter(
+                self._partial, self.info, self.size, self.encode, SEGMENT_EXT, passthrough=False
+            )
         self._writer.write(pts, duration, image)
         self._count += 1
         self.frames_written += 1

@@ -4,7 +4,7 @@ speed switches (channels_last, cuDNN autotuning, TF32, `torch.compile`).
 Everything CUDA-specific sits behind `device.type == "cuda"`: on the CPU the same calls only decide
 sizes (from available host memory) and say what they chose.
 
-The memory estimate is deliberately simple: a model may say how many bytes of activations one
+The plan itself (a frozen value) is made in `pipeline.plan`. The memory estimate is deliberately simple: a model may say how many bytes of activations one
 output pixel of one frame costs at its peak (`bytes_per_output_pixel`, fp32 figure; half precision
 halves it) and how many latent pixels one input pixel makes (`latent_per_input`). A window of T
 frames at h×w then needs about T·h·w·scale²·bytes; if that does not fit in a share of the free
@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass, field
 
 import torch
 
@@ -27,7 +26,6 @@ from vsrup import hostmem
 
 log = logging.getLogger(__name__)
 
-MAX_GPU_WINDOW = 16
 TILE_SIZES = (256, 192, 128, 96, 64, 48, 32)  # latent pixels, largest first
 DEFAULT_BYTES_PER_OUTPUT_PIXEL = 4096  # fp32; a guess fitted to SD-style VAE decoders (conservative)
 # Measured peaks (fp32, CPU, window of 8 at 180p→720p) for models that do not declare their own.
@@ -35,27 +33,6 @@ KNOWN_BYTES_PER_OUTPUT_PIXEL = {"tiny": 160, "bicubic": 48}
 MEMORY_SHARE = {"cuda": 0.7, "cpu": 0.5}  # of the free memory a window may plan to use
 COMPILE_MODE = os.environ.get("VSRUP_COMPILE_MODE", "max-autotune-no-cudagraphs")
 COMPILE_TARGETS = ("unet", "vae.encoder", "vae.decoder", "encoder", "refiner", "cfr")
-
-
-@dataclass
-class Plan:
-    """What the engine will run with, and why (printed by `--verbose`)."""
-
-    device: str
-    dtype: str
-    window: int
-    overlap: int
-    tile: int
-    free_mib: float | None = None
-    estimate_mib: float | None = None
-    notes: list[str] = field(default_factory=list)
-
-    def describe(self) -> str:
-        free = f", {self.free_mib / 1024:.1f} GiB free" if self.free_mib is not None else ""
-        estimate = f" (≈{self.estimate_mib:.0f} MiB per window)" if self.estimate_mib is not None else ""
-        tile = f"tile {self.tile} latent px" if self.tile else "tile off (whole frame)"
-        text = f"device {self.device}{free}, {self.dtype}, window {self.window}, overlap {self.overlap}, {tile}{estimate}"
-        return "; ".join([text, *self.notes])
 
 
 def free_memory_bytes(device: torch.device, limit: int | None = None) -> int | None:
@@ -128,47 +105,6 @@ def choose_tile(
             return tile, need, f"tiled to fit the {budget / 2**20:.0f} MiB budget"
     smallest = min((t for t in TILE_SIZES if t >= 2 * overlap), default=0)
     return smallest, need, "smallest tile: even it may not fit; the OOM fallback will shrink it"
-
-
-def plan(model, device: torch.device, dtype: torch.dtype, window: int, overlap: int, tile: int | None,
-         size: tuple[int, int] | None, auto_window: bool = False,
-         free: int | None | str = "measure", limit: int | None = None) -> Plan:  # fmt: skip
-    """The settings for one video of `size` (width, height): an explicit `tile` is kept; `None`
-    means choose from the free memory. `auto_window`: the window is the model's default and may
-    grow on a GPU. `free` overrides the measured free memory (for tests); `limit` caps it."""
-    if free == "measure":
-        free = free_memory_bytes(device, limit)
-    elif free is not None and limit is not None:
-        free = min(free, limit)
-    result = Plan(
-        device=device_name(device),
-        dtype=str(dtype).removeprefix("torch."),
-        window=window,
-        overlap=overlap,
-        tile=tile or 0,
-        free_mib=None if free is None else free / 2**20,
-    )
-    if size is None:
-        return result
-    width, height = size
-    share = MEMORY_SHARE[device.type]
-    if auto_window and device.type == "cuda" and tile is None and free is not None:
-        while 2 * result.window <= MAX_GPU_WINDOW and (
-            estimate_bytes(model, 2 * result.window, height, width, dtype) <= free * share
-        ):
-            result.window *= 2
-        if result.window != window:
-            result.notes.append(f"window {window} → {result.window}: room for it untiled")
-    window = result.window
-    estimate = estimate_bytes(model, window, height, width, dtype)
-    result.estimate_mib = estimate / 2**20
-    if tile is None:
-        chosen, _need, reason = choose_tile(model, window, height, width, dtype, free, share)
-        result.tile = chosen
-        result.notes.append(f"tile chosen from free memory: {reason}")
-    else:
-        result.notes.append("tile set by the user")
-    return result
 
 
 def accelerate(

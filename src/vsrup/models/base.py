@@ -43,6 +43,11 @@ class VSRModel(nn.Module):
     def upscale(self, frames: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def output_size(self, width: int, height: int) -> tuple[int, int]:
+        """(width, height) of the frames `upscale` makes from width×height input: the writer is sized
+        by it, so a model whose output is not simply `scale` times larger needs no special case."""
+        return width * self.scale, height * self.scale
+
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
         return self.upscale(frames)
 

@@ -21,7 +21,7 @@ from torch import nn
 
 from vsrup.models.cfr import CrossFrameRetrieval
 from vsrup.models.sd import SCALING_FACTOR, SDLatentVSR, subdict
-from vsrup.tiling import tiled_apply
+from vsrup.pipeline.tiling import tiled_apply
 
 
 class DLoRAL(SDLatentVSR):

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from vsrup.models.sd import SCALING_FACTOR, SDLatentVSR, sd21_alphas_cumprod
-from vsrup.tiling import tiled_apply
+from vsrup.pipeline.tiling import tiled_apply
 
 
 class OSEDiff(SDLatentVSR):

@@ -23,7 +23,7 @@ from torch import nn
 
 from vsrup.errors import WeightsError
 from vsrup.models.base import OneStepLatentVSR
-from vsrup.tiling import tiled_apply
+from vsrup.pipeline.tiling import tiled_apply
 
 # The published stabilityai/stable-diffusion-2-1-base configs (unet/config.json, vae/config.json),
 # minus bookkeeping keys. Kept here so conversion and the benchmark need no download for configs.

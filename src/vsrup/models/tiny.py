@@ -30,7 +30,7 @@ from torch import nn
 
 from vsrup.errors import WeightsError
 from vsrup.models.base import OneStepLatentVSR
-from vsrup.tiling import tiled_apply
+from vsrup.pipeline.tiling import tiled_apply
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 IMAGE_CHANNELS = 3

@@ -14,17 +14,19 @@ import hashlib
 import json
 from pathlib import Path
 
-import av
 import numpy as np
 from PIL import Image
 
 from vsrup.errors import InputError, UsageError
+from vsrup.io.probe import probe
+from vsrup.io.reader import read_frames as read_video
 
 VIDEO_SUFFIXES = {".mp4", ".mkv", ".mov", ".webm", ".avi", ".m4v"}
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp"}
 # Never trained on: the quality benchmark's held-out clips and frame folders.
 HELD_OUT = {"05_default_juggle.mp4", "bedroom.mp4", "reds_demo_lr", "vimeo_septuplet"}
-DEFAULT_DATA = Path("/work/shared/data")
+# The shared data lives beside the project checkout (../shared/data from the repository root).
+DEFAULT_DATA = Path(__file__).resolve().parents[4] / "shared" / "data"
 
 
 def default_sources(root: Path = DEFAULT_DATA) -> list[Path]:
@@ -34,6 +36,10 @@ def default_sources(root: Path = DEFAULT_DATA) -> list[Path]:
     return [p for p in found if p.name not in HELD_OUT]
 
 
+def to_8bit(image: np.ndarray) -> np.ndarray:
+    return image if image.dtype == np.uint8 else (image.astype(np.float32) / 257.0).round().astype(np.uint8)
+
+
 def read_frames(source: Path, max_frames: int | None = None) -> list[np.ndarray]:
     """All frames (or the first `max_frames`) of a video or an image folder, as HWC uint8 RGB."""
     if source.is_dir():
@@ -41,15 +47,12 @@ def read_frames(source: Path, max_frames: int | None = None) -> list[np.ndarray]
         if not files:
             raise InputError(f"no image frames in {source}")
         return [np.asarray(Image.open(p).convert("RGB")) for p in files[:max_frames]]
-    try:
-        with av.open(str(source)) as container:
-            frames = []
-            for frame in container.decode(video=0):
-                frames.append(frame.to_ndarray(format="rgb24"))
-                if max_frames is not None and len(frames) >= max_frames:
-                    break
-    except (av.error.FFmpegError, OSError) as exc:
-        raise InputError(f"cannot decode {source}: {exc}") from exc
+    # Videos are read by the reader `vsrup upscale` uses, so training sees the RGB inference sees.
+    frames = []
+    for frame in read_video(probe(source)):
+        frames.append(to_8bit(frame.image))
+        if max_frames is not None and len(frames) >= max_frames:
+            break
     if not frames:
         raise InputError(f"no video frames in {source}")
     return frames

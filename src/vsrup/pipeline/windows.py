@@ -15,7 +15,7 @@ from typing import Generic, TypeVar
 import torch
 
 from vsrup.errors import UsageError
-from vsrup.tiling import ramp
+from vsrup.pipeline.tiling import ramp
 
 T = TypeVar("T")
 

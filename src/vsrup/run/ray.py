@@ -4,7 +4,7 @@ Ray actors, one actor per GPU (per CPU where the cluster has no GPU), each loadi
 The driver plans the work (files → segments on the window grid), ships each input file once
 through Ray's object store (so workers need no shared disk), and gets every finished segment back
 as encoded bytes, which it joins into the output with the audio muxed once
-(`segments.concat_segments`). An actor whose process dies is restarted and its task retried; a
+(`io.concat`). An actor whose process dies is restarted and its task retried; a
 file whose segment fails with a user error is recorded as failed and the batch goes on.
 
 Ray is an optional extra (`pip install "vsrup[ray]"`) and imported only here, only when used.
@@ -20,10 +20,22 @@ import uuid
 from dataclasses import replace
 from pathlib import Path
 
-from vsrup import segments
 from vsrup.errors import UsageError, VsrupError
-from vsrup.parallel import CRASH_ONCE_ENV, Meter, maybe_crash
+from vsrup.io.writer import SEGMENT_EXT
 from vsrup.progress import Reporter
+from vsrup.run.jobs import Job, Outcome
+from vsrup.run.segmented import (
+    CRASH_ONCE_ENV,
+    SEGMENTS_PER_WORKER,
+    Meter,
+    SegmentTask,
+    conclude,
+    discard,
+    finish_file,
+    plan_work,
+    run_task,
+    tasks_of,
+)
 
 LOCAL_CPUS = 2  # a local Ray (no ADDRESS) gets this many CPUs: one actor each
 RETRIES = 3  # restarts of a dead actor, and retries of the task it was running
@@ -57,7 +69,7 @@ class SegmentWorker:
     def __init__(self, settings, device: str, threads: int | None, progress: str | None = None) -> None:
         import torch
 
-        from vsrup.engine import Upscaler
+        from vsrup.upscale import Upscaler
 
         if threads:
             torch.set_num_threads(threads)
@@ -71,12 +83,10 @@ class SegmentWorker:
         self.progress_name = progress
         self.progress = None
 
-    def run(self, task: tuple, source_ref: list, first: int, stop: int, encode) -> tuple[int, bytes]:
-        """Upscale frames [first, stop) of the input of `task` (file, segment) into a segment; return
-        its frame count and bytes. `source_ref` is a one-item list so that Ray fetches the input's
-        bytes only when this actor has not cached them yet."""
-        maybe_crash()
-        key = str(task[0])
+    def run(self, task: SegmentTask, source_ref: list) -> tuple[int, bytes]:
+        """Upscale one segment into a file here; return its frame count and bytes. `source_ref` is a
+        one-item list so that Ray fetches the input's bytes only when this actor has not cached them."""
+        key = str(task.file)
         if key not in self.inputs:
             import ray
 
@@ -85,19 +95,16 @@ class SegmentWorker:
             path = self.folder / f"input{key}"
             path.write_bytes(ray.get(source_ref[0]))
             self.inputs[key] = path
-        target = self.folder / f"segment{segments.SEGMENT_EXT}"
-        self.upscaler.settings.encode = encode
         if self.progress is None and self.progress_name:
             import ray
 
             self.progress = ray.get_actor(self.progress_name)
-        reporter = _RayReporter(self.progress, task)
+        here = replace(task, source=self.inputs[key], output=self.folder / f"segment{SEGMENT_EXT}")
         try:
-            span = segments.FrameRange(first, stop)
-            result = self.upscaler.upscale_file(self.inputs[key], target, reporter, span)
-            return result.frames, target.read_bytes()
+            result = run_task(self.upscaler, here, _RayReporter(self.progress, (task.file, task.segment)))
+            return result.frames, here.output.read_bytes()
         finally:
-            target.unlink(missing_ok=True)
+            here.output.unlink(missing_ok=True)
 
     def ping(self) -> VsrupError | None:
         """The error that stopped this worker from loading its model, if any."""
@@ -116,60 +123,37 @@ class _RayReporter(Reporter):
             self.progress.put_nowait.remote((self.task, frames))  # fire and forget
 
 
-def upscale_ray(
-    paths: list[Path],
-    settings,
-    reporter: Reporter | None = None,
-    address: str | None = None,
-    suffix: str = "",
-    skip_existing: bool = False,
-    per_worker: int = 3,
-) -> list:
-    """The `upscale --ray` command: like `batch.upscale_paths`, with the work spread over Ray."""
-    from vsrup.parallel import conclude, discard, finish_file, plan_files
+class RayExecutor:
+    def __init__(self, settings, address: str | None = None, per_worker: int = SEGMENTS_PER_WORKER) -> None:
+        self.settings, self.address, self.per_worker = settings, address, per_worker
 
-    reporter = reporter or Reporter()
-    jobs, single = batch_jobs(paths, suffix)
-    if settings.start or settings.end:
-        raise UsageError("--start/--end make one segment; they cannot be combined with --devices or --ray")
-    ray = connect(address)
-    from ray.util.queue import Queue
+    def run(self, jobs: list[Job], reporter: Reporter, single: bool) -> list[Outcome]:
+        ray = connect(self.address)
+        from ray.util.queue import Queue
 
-    # Workers find the progress queue by name: an actor handle as a constructor argument lives in
-    # the object store, and Ray warns that a restarted actor could lose it.
-    progress_name = f"vsrup-progress-{uuid.uuid4().hex}"
-    progress = Queue(actor_options={"num_cpus": 0, "name": progress_name})  # no CPU a worker needs
-    actors = []
-    try:
-        actors = start_actors(ray, settings, progress_name)
-        outcomes, works = plan_files(jobs, settings, len(actors) * per_worker, single, skip_existing)
-        reporter.start(str(jobs[0].source) if single else f"{len(works)} files", sum(w.frames for w in works))
-        started = time.perf_counter()
+        # Workers find the progress queue by name: an actor handle as a constructor argument lives in
+        # the object store, and Ray warns that a restarted actor could lose it.
+        progress_name = f"vsrup-progress-{uuid.uuid4().hex}"
+        progress = Queue(actor_options={"num_cpus": 0, "name": progress_name})  # no CPU a worker needs
+        actors = []
         try:
-            _run(ray, actors, works, settings, reporter, progress)
-        except BaseException:
-            discard(works)
-            raise
-    finally:
-        for actor in actors:
-            ray.kill(actor)
-        progress.shutdown()
-    outcomes += [finish_file(work) for work in works]
-    return conclude(outcomes, single, reporter, started)
-
-
-def batch_jobs(paths: list[Path], suffix: str):
-    """(jobs, single): the same reading of the command line as `batch.upscale_paths`."""
-    from vsrup import batch
-
-    if len(paths) < 2:
-        raise UsageError("give an input (file, folder or glob) and then the output")
-    *inputs, output = (Path(p) for p in paths)
-    single = len(inputs) == 1 and not inputs[0].is_dir() and not any(c in str(inputs[0]) for c in "*?[")
-    if single:
-        target = output / batch.output_name(inputs[0], suffix) if output.is_dir() else output
-        return [batch.Job(inputs[0], target)], True
-    return batch.plan_jobs(inputs, output, suffix), False
+            actors = start_actors(ray, self.settings, progress_name)
+            outcomes, works = plan_work(jobs, self.settings, len(actors) * self.per_worker, single)
+            reporter.start(
+                str(jobs[0].source) if single else f"{len(works)} files", sum(w.frames for w in works)
+            )
+            started = time.perf_counter()
+            try:
+                _run(ray, actors, works, self.settings, reporter, progress)
+            except BaseException:
+                discard(works)
+                raise
+        finally:
+            for actor in actors:
+                ray.kill(actor)
+            progress.shutdown()
+        outcomes += [finish_file(work) for work in works]
+        return conclude(outcomes, single, reporter, started)
 
 
 def start_actors(ray, settings, progress=None) -> list:
@@ -197,9 +181,7 @@ def start_actors(ray, settings, progress=None) -> list:
 
 def _run(ray, actors: list, works: list, settings, reporter: Reporter, progress) -> None:
     """Hand segments to idle actors until all are done; each file ships to the cluster once."""
-    from vsrup.parallel import segment_settings
-
-    tasks = [(w, s) for w, work in enumerate(works) for s in range(len(work.ranges))]
+    tasks = tasks_of(works, settings)
     tasks.reverse()  # pop() from the end: files and segments in order
     # A file enters the object store when its first segment is handed out and leaves it when its
     # last one is back, so a big batch never holds more than a few files there at once.
@@ -212,32 +194,29 @@ def _run(ray, actors: list, works: list, settings, reporter: Reporter, progress)
     while tasks or running:
         while tasks and idle:
             task, actor = tasks.pop(), idle.pop()
-            work = works[task[0]]
-            if task[0] not in refs:
-                refs[task[0]] = ray.put(work.job.source.read_bytes())
-            span, encode = work.ranges[task[1]], segment_settings(settings, work.job.target).encode
-            future = actor.run.remote(task, [refs[task[0]]], span.start, span.stop, encode)
-            running[future] = (actor, task)
+            if task.file not in refs:
+                refs[task.file] = ray.put(task.source.read_bytes())
+            running[actor.run.remote(task, [refs[task.file]])] = (actor, task)
         ready, _ = ray.wait(list(running), num_returns=1, timeout=_POLL_S)
         _drain(progress, meter)
         if not ready:
             continue
         actor, task = running.pop(ready[0])
         idle.append(actor)
-        work = works[task[0]]
-        left[task[0]] -= 1
+        work = works[task.file]
+        left[task.file] -= 1
         try:
             _, data = ray.get(ready[0])
         except Exception as exc:  # noqa: BLE001 - the file fails; the others go on
             work.error = work.error or _as_vsrup_error(exc)
-            dropped = [t for t in tasks if t[0] == task[0]]  # its other segments are pointless now
-            tasks = [t for t in tasks if t[0] != task[0]]
-            left[task[0]] -= len(dropped)
+            dropped = [t for t in tasks if t.file == task.file]  # its other segments are pointless now
+            tasks = [t for t in tasks if t.file != task.file]
+            left[task.file] -= len(dropped)
         else:
-            work.segment_path(task[1]).write_bytes(data)
-            meter.complete(task)
-        if left[task[0]] == 0:
-            refs.pop(task[0], None)
+            task.output.write_bytes(data)
+            meter.complete((task.file, task.segment))
+        if left[task.file] == 0:
+            refs.pop(task.file, None)
 
 
 def _drain(progress, meter) -> None:

@@ -1,0 +1,145 @@
+"""What a video file holds, read without decoding it: streams, size, timing and colour tags.
+
+`probe` is the one place that opens a file to learn its facts; `video_pts` lists the presentation
+timestamps from the packets alone (for --start/--end, segments and the preview's seek).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+
+import av
+from av.video.reformatter import ColorRange, Colorspace
+
+from vsrup.errors import InputError
+
+# AVColorSpace code → the swscale matrix that converts it to RGB.
+_MATRIX = {1: Colorspace.ITU709, 4: Colorspace.FCC, 5: Colorspace.ITU601, 6: Colorspace.SMPTE170M}
+_MATRIX |= {7: Colorspace.SMPTE240M, 9: Colorspace.BT2020, 10: Colorspace.BT2020}
+_FULL_RANGE = 2  # AVCOL_RANGE_JPEG
+
+
+@dataclass
+class ColorInfo:
+    """The four colour tags of a stream, as AVCOL_* integer codes (2 = unspecified)."""
+
+    primaries: int = 2
+    transfer: int = 2
+    matrix: int = 2
+    range: int = 0
+
+
+@dataclass
+class VideoInfo:
+    path: Path
+    width: int
+    height: int
+    pix_fmt: str
+    bit_depth: int
+    codec: str
+    time_base: Fraction
+    frame_rate: Fraction | None  # average rate; None if the container does not know
+    frames: int | None  # from the container header; None if absent (then estimated by duration)
+    duration: float | None
+    rotation: int
+    color: ColorInfo
+    audio_streams: int = 0
+    subtitle_streams: int = 0
+    other_streams: list[str] = field(default_factory=list)
+
+    @property
+    def frames_estimate(self) -> int | None:
+        if self.frames:
+            return self.frames
+        if self.duration and self.frame_rate:
+            return max(1, round(self.duration * float(self.frame_rate)))
+        return None
+
+
+def open_input(path: Path) -> av.container.InputContainer:
+    if not path.exists():
+        raise InputError(f"input not found: {path}")
+    if path.is_dir():
+        raise InputError(f"input is a folder, not a video: {path}")
+    try:
+        return av.open(str(path), "r")
+    except (av.error.InvalidDataError, av.error.FFmpegError, UnicodeDecodeError) as exc:
+        raise InputError(f"not a readable video: {path} ({ffmpeg_reason(exc)})") from None
+
+
+def ffmpeg_reason(exc: Exception) -> str:
+    return getattr(exc, "strerror", None) or str(exc).splitlines()[0]
+
+
+def probe(path: Path | str) -> VideoInfo:
+    """Read a file's stream facts without decoding it."""
+    path = Path(path)
+    with open_input(path) as container:
+        if not container.streams.video:
+            kinds = sorted({s.type for s in container.streams}) or ["no streams"]
+            raise InputError(f"no video stream in {path} (it has: {', '.join(kinds)})")
+        stream = container.streams.video[0]
+        ctx = stream.codec_context
+        if ctx is None:  # FFmpeg knows no decoder for the stream's codec id
+            raise InputError(f"unsupported video codec in {path}: this FFmpeg build cannot decode it")
+        if not ctx.width or not ctx.height:
+            raise InputError(f"video stream of {path} has no frame size (corrupt?)")
+        fmt = ctx.format
+        depth = max((c.bits for c in fmt.components), default=8) if fmt is not None else 8
+        duration = None
+        if stream.duration is not None and stream.time_base is not None:
+            duration = float(stream.duration * stream.time_base)
+        elif container.duration is not None:
+            duration = container.duration / av.time_base
+        return VideoInfo(
+            path=path,
+            width=ctx.width,
+            height=ctx.height,
+            pix_fmt=ctx.pix_fmt or "unknown",
+            bit_depth=depth,
+            codec=ctx.name,
+            time_base=stream.time_base,
+            frame_rate=stream.average_rate or stream.guessed_rate,
+            frames=stream.frames or None,
+            duration=duration,
+            rotation=_rotation(path),
+            color=ColorInfo(ctx.color_primaries, ctx.color_trc, ctx.colorspace, ctx.color_range),
+            audio_streams=len(container.streams.audio),
+            subtitle_streams=len(container.streams.subtitles),
+            other_streams=[s.type for s in container.streams if s.type not in ("video", "audio", "subtitle")],
+        )
+
+
+def _rotation(path: Path) -> int:
+    """Display rotation in degrees. FFmpeg exposes the display matrix on decoded frames, so this
+    decodes the first frame (which also catches files whose video cannot be decoded at all)."""
+    try:
+        with av.open(str(path)) as container:
+            frame = next(container.decode(video=0))
+            return int(round(frame.rotation or 0))
+    except (StopIteration, av.error.FFmpegError):
+        return 0
+
+
+def rgb_matrix(info: VideoInfo) -> Colorspace:
+    """The YUV↔RGB matrix for this video; untagged video is guessed by size, as players do."""
+    if info.color.matrix in _MATRIX:
+        return _MATRIX[info.color.matrix]
+    return Colorspace.ITU709 if info.height >= 720 else Colorspace.ITU601
+
+
+def color_range_of(info: VideoInfo) -> ColorRange:
+    return ColorRange.JPEG if info.color.range == _FULL_RANGE else ColorRange.MPEG
+
+
+def video_pts(path: Path) -> list[int]:
+    """The presentation timestamps of every video frame, in presentation order, from the packets
+    alone (no decoding)."""
+    with open_input(Path(path)) as container:
+        stream = container.streams.video[0]
+        pts = [p.pts for p in container.demux(stream) if p.size]
+    if any(p is None for p in pts):
+        raise InputError(f"{path} has video packets without timestamps; give frame indices (120f)")
+    return sorted(pts)

@@ -1,0 +1,186 @@
+"""The video writer: encodes upscaled frames with the input's timestamps and colour tags, and (for a
+whole file) copies the input's audio and subtitle packets beside them.
+
+The output size is given by the caller (the model declares it: see `VSRModel.output_size`), so a
+wider comparison video needs no special writer. Segment files (`passthrough=False`) hold the
+video stream alone; their audio is muxed once when they are joined (`io.concat`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+
+from vsrup.errors import OutputError, UsageError
+from vsrup.io.passthrough import NoPassthrough, Passthrough
+from vsrup.io.probe import VideoInfo, color_range_of, ffmpeg_reason, rgb_matrix
+
+# Default encoder per container.
+_DEFAULT_CODEC = {".mp4": "libx264", ".m4v": "libx264", ".mov": "libx264", ".mkv": "libx264"}
+_DEFAULT_CODEC |= {".webm": "libvpx-vp9", ".avi": "mpeg4", ".nut": "ffv1"}
+_LOSSLESS_CODECS = {"ffv1"}
+# Segment files: NUT keeps every timestamp exact in any time base (Matroska rounds to
+# milliseconds) and holds any codec, so the final container is chosen only at the end.
+SEGMENT_EXT = ".nut"
+
+
+@dataclass
+class EncodeSettings:
+    codec: str | None = None  # None: chosen from the output's extension
+    crf: int | None = None
+    preset: str | None = None
+    pix_fmt: str | None = None  # None: 8-bit 4:2:0, or 10-bit where the input is >8-bit
+
+
+def choose_codec(output: Path, settings: EncodeSettings) -> str:
+    ext = output.suffix.lower()
+    if settings.codec:
+        if settings.codec not in av.codecs_available:
+            raise UsageError(f"unknown codec {settings.codec!r}")
+        return settings.codec
+    if ext not in _DEFAULT_CODEC:
+        raise UsageError(
+            f"unsupported output extension {ext!r}; use one of {', '.join(sorted(_DEFAULT_CODEC))}"
+        )
+    return _DEFAULT_CODEC[ext]
+
+
+def writable_extension(ext: str) -> str:
+    """The extension to write for an input with `ext`: the same where we can encode it, else .mkv."""
+    return ext if ext.lower() in _DEFAULT_CODEC else ".mkv"
+
+
+def choose_pix_fmt(codec: av.codec.Codec, info: VideoInfo, settings: EncodeSettings) -> str:
+    supported = [f.name for f in (codec.video_formats or [])]
+    if settings.pix_fmt:
+        if supported and settings.pix_fmt not in supported:
+            raise UsageError(
+                f"{codec.name} cannot encode {settings.pix_fmt}; it takes {', '.join(supported)}"
+            )
+        return settings.pix_fmt
+    wanted = ["yuv420p10le", "yuv420p"] if info.bit_depth > 8 else ["yuv420p"]
+    if codec.name in _LOSSLESS_CODECS:  # lossless: keep the input's layout where possible
+        wanted = [info.pix_fmt, *wanted]
+    for name in wanted:
+        if not supported or name in supported:
+            return name
+    return supported[0]
+
+
+def segment_codec(output: Path, settings: EncodeSettings) -> EncodeSettings:
+    """Encode settings for segment files of `output`: the codec the output's extension picks, named
+    explicitly, since segment files have an extension of their own."""
+    return EncodeSettings(
+        codec=choose_codec(Path(output), settings),
+        crf=settings.crf,
+        preset=settings.preset,
+        pix_fmt=settings.pix_fmt,
+    )
+
+
+def muxer_for(ext: str) -> str | None:
+    return {".mkv": "matroska", ".webm": "webm", ".mp4": "mp4", ".m4v": "mp4", ".mov": "mov"}.get(ext)
+
+
+class VideoWriter:
+    """Encodes upscaled frames to `path` and copies the input's audio/subtitle packets beside them.
+
+    The copied packets are read lazily from a second demuxer of the input and interleaved by time
+    with the video packets, so memory stays flat however long the video is.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        info: VideoInfo,
+        size: tuple[int, int],
+        settings: EncodeSettings,
+        fmt_ext: str,
+        passthrough: bool = True,
+    ):
+        """`size` is the (width, height) of the encoded frames. `passthrough=False` writes a video-only
+        segment whose timestamps are kept exactly as given."""
+        self.info = info
+        self.path = path
+        codec_name = choose_codec(Path("x" + fmt_ext), settings)
+        # A segment keeps every timestamp as given: by default NUT shifts a B-frame stream that starts
+        # at pts 0 (negative decode times) later by the reorder delay, which moved segment 0.
+        options = {} if passthrough else {"avoid_negative_ts": "disabled"}
+        try:
+            self.container = av.open(str(path), "w", format=muxer_for(fmt_ext), options=options)
+        except (av.error.FFmpegError, OSError) as exc:
+            raise OutputError(f"cannot create output {path}: {ffmpeg_reason(exc)}") from None
+        self.stream = self._add_video_stream(codec_name, size, settings)
+        self._passthrough = Passthrough(info, self.container, fmt_ext) if passthrough else NoPassthrough()
+        self.frames_written = 0
+
+    def _add_video_stream(self, codec_name: str, size: tuple[int, int], settings: EncodeSettings):
+        info = self.info
+        rate = info.frame_rate or Fraction(25)
+        stream = self.container.add_stream(codec_name, rate=rate)
+        codec = stream.codec_context.codec
+        stream.width, stream.height = size
+        stream.pix_fmt = choose_pix_fmt(codec, info, settings)
+        # Encode in the input's time base so that every pts is written back exactly as read.
+        stream.time_base = info.time_base
+        stream.codec_context.time_base = info.time_base
+        ctx = stream.codec_context
+        ctx.color_primaries, ctx.color_trc = info.color.primaries, info.color.transfer
+        ctx.colorspace, ctx.color_range = info.color.matrix, info.color.range
+        options = {}
+        if settings.crf is not None:
+            options["crf"] = str(settings.crf)
+        elif codec.name in ("libx264", "libx265"):
+            options["crf"] = "18"  # visually lossless-ish: an upscaler should not add artefacts
+        if settings.preset:
+            options["preset"] = settings.preset
+        if codec.name == "libvpx-vp9":
+            options.setdefault("b", "0")
+        stream.options = options
+        if info.rotation:
+            stream.set_display_rotation(info.rotation)
+        self._yuv_matrix = rgb_matrix(info)
+        self._yuv_range = color_range_of(info)
+        return stream
+
+    def write(self, pts: int | None, duration: int | None, image: np.ndarray) -> None:
+        rgb_format = "rgb48le" if image.dtype == np.uint16 else "rgb24"
+        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format=rgb_format)
+        frame = frame.reformat(
+            format=self.stream.pix_fmt,
+            dst_colorspace=self._yuv_matrix,
+            dst_color_range=self._yuv_range,
+        )
+        frame.pts = pts if pts is not None else self.frames_written
+        frame.time_base = self.info.time_base
+        if duration:
+            frame.duration = duration
+        self._mux(self.stream.encode(frame))
+        self.frames_written += 1
+
+    def _mux(self, packets) -> None:
+        for packet in packets:
+            if packet.pts is not None:
+                self._passthrough.mux_until(float(packet.pts * packet.time_base))
+            try:
+                self.container.mux(packet)
+            except OSError as exc:
+                raise OutputError(f"cannot write {self.path}: {ffmpeg_reason(exc)}") from None
+
+    def close(self) -> None:
+        self._mux(self.stream.encode(None))
+        self._passthrough.mux_until(math.inf)
+        self._passthrough.close()
+        self.container.close()
+
+    def abort(self) -> None:
+        self._passthrough.close()
+        try:
+            self.container.close()
+        except Exception:  # noqa: BLE001 - the file is being discarded anyway
+            pass

@@ -1,0 +1,115 @@
+"""The one plan of a run: window, overlap and tile for one video on one device, as a frozen value.
+
+`make_plan` is the only place these are decided: the user's settings win; what they leave open
+comes from the model's defaults and the free memory (`tuning`). Whoever needs the numbers (the
+stream loop, the segment cutter, resume, the estimate, bench) is handed this value; nobody
+rewrites it. A changed plan is a new value (`dataclasses.replace`), e.g. a smaller tile after a
+CUDA out-of-memory, or the plan a resumed job adopts from its earlier run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import torch
+
+from vsrup import tuning
+from vsrup.pipeline.windows import check_window
+
+MAX_GPU_WINDOW = 16
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What the stream loop runs with, and why (printed by `--verbose`)."""
+
+    window: int
+    overlap: int
+    tile: int  # latent pixels; 0: whole frames
+    device: str = "cpu"
+    dtype: str = "float32"
+    free_mib: float | None = None
+    estimate_mib: float | None = None
+    notes: tuple[str, ...] = ()
+
+    @property
+    def stride(self) -> int:
+        return self.window - self.overlap
+
+    def describe(self) -> str:
+        free = f", {self.free_mib / 1024:.1f} GiB free" if self.free_mib is not None else ""
+        estimate = f" (≈{self.estimate_mib:.0f} MiB per window)" if self.estimate_mib is not None else ""
+        tile = f"tile {self.tile} latent px" if self.tile else "tile off (whole frame)"
+        text = f"device {self.device}{free}, {self.dtype}, window {self.window}, overlap {self.overlap}, {tile}{estimate}"
+        return "; ".join([text, *self.notes])
+
+    def noted(self, *notes: str) -> Plan:
+        return replace(self, notes=(*self.notes, *notes))
+
+
+def default_window(model, window: int | None, overlap: int | None) -> tuple[int, int]:
+    """(window, overlap): the user's, else the model's defaults (a temporal model gets 8 frames
+    overlapping by twice its context; a per-frame one 4 frames, no overlap)."""
+    context = model.temporal_context
+    size = window or (8 if context else 4)
+    shared = overlap if overlap is not None else min(2 * context, size - 1)
+    check_window(size, shared)
+    return size, shared
+
+
+def make_plan(model, device: torch.device, dtype: torch.dtype, window: int | None, overlap: int | None,
+              tile: int | None, size: tuple[int, int] | None, free: int | None | str = "measure",
+              limit: int | None = None) -> Plan:  # fmt: skip
+    """The plan for one video of `size` (width, height). `window`/`overlap`/`tile` as the user gave
+    them (None: automatic). An explicit tile is kept; an automatic one is the largest that fits the
+    free memory; an automatic window may grow on a GPU with room to spare (windows overlap, so a
+    longer one recomputes a smaller share of its frames). `free` overrides the measured free
+    memory (tests); `limit` (bytes, `--max-memory`) caps it."""
+    base, shared = default_window(model, window, overlap)
+    return choose_plan(model, device, dtype, base, shared, tile, size, window is None, free, limit)
+
+
+def choose_plan(model, device: torch.device, dtype: torch.dtype, window: int, overlap: int,
+                tile: int | None, size: tuple[int, int] | None, auto_window: bool = False,
+                free: int | None | str = "measure", limit: int | None = None) -> Plan:  # fmt: skip
+    """`make_plan` once the base window is known (see there)."""
+    if free == "measure":
+        free = tuning.free_memory_bytes(device, limit)
+    elif free is not None and limit is not None:
+        free = min(free, limit)
+    plan = Plan(
+        window=window,
+        overlap=overlap,
+        tile=tile or 0,
+        device=tuning.device_name(device),
+        dtype=str(dtype).removeprefix("torch."),
+        free_mib=None if free is None else free / 2**20,
+    )
+    if size is None:
+        return plan
+    width, height = size
+    share = tuning.MEMORY_SHARE[device.type]
+    if auto_window and device.type == "cuda" and tile is None and free is not None:
+        grown = window
+        while 2 * grown <= MAX_GPU_WINDOW and (
+            tuning.estimate_bytes(model, 2 * grown, height, width, dtype) <= free * share
+        ):
+            grown *= 2
+        if grown != window:
+            plan = replace(plan, window=grown).noted(f"window {window} → {grown}: room for it untiled")
+    estimate = tuning.estimate_bytes(model, plan.window, height, width, dtype)
+    plan = replace(plan, estimate_mib=estimate / 2**20)
+    if tile is None:
+        chosen, _need, reason = tuning.choose_tile(model, plan.window, height, width, dtype, free, share)
+        return replace(plan, tile=chosen).noted(f"tile chosen from free memory: {reason}")
+    return plan.noted("tile set by the user")
+
+
+def smaller_tile(plan: Plan, latent_overlap: int) -> Plan | None:
+    """The plan after a CUDA out-of-memory: half the tile (whole frames → 128), or None when the
+    tile cannot shrink any more."""
+    if plan.tile == 0:
+        return replace(plan, tile=128)
+    if plan.tile // 2 >= 2 * latent_overlap and plan.tile > 16:
+        return replace(plan, tile=plan.tile // 2)
+    return None

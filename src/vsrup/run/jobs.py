@@ -1,0 +1,170 @@
+"""What a command line asks for: (input, output) pairs worked out before any work starts, and what
+became of each.
+
+`read_paths` is the one reading of `upscale`'s paths: one input file and an output file (or an
+existing folder), or folders, globs and several files into an output folder, keeping the inner
+layout. Name clashes and our own outputs are caught up front. Every executor (`run.local`,
+`run.devices`, `run.ray`) takes this job list and returns one `Outcome` per job.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from vsrup.errors import BatchError, InputError, UsageError
+from vsrup.io.writer import writable_extension
+
+# Files are picked by extension only: probing every file of a big folder would be slow, and a file
+# with a video extension that is not a video should fail loudly, not vanish from the batch.
+VIDEO_EXTENSIONS = frozenset(
+    ".mp4 .m4v .mkv .mov .webm .avi .mpg .mpeg .ts .m2ts .mts .flv .wmv .3gp .ogv .nut .y4m".split()
+)
+# Our own temporaries (atomic partial files, resume folders) must never become inputs.
+_OWN_MARKERS = (".vsrup-partial", ".vsrup-resume")
+
+
+@dataclass(frozen=True)
+class Job:
+    source: Path
+    target: Path
+
+
+@dataclass
+class Outcome:
+    source: Path
+    target: Path
+    status: str  # "done", "skipped" or "failed"
+    frames: int = 0
+    seconds: float = 0.0
+    error: str = ""
+    exit_code: int = 0
+
+    def as_dict(self) -> dict:
+        """The outcome as reporters show it (the JSON `finish` and `summary` events)."""
+        return {
+            "file": str(self.source),
+            "output": str(self.target),
+            "status": self.status,
+            "frames": self.frames,
+            "seconds": round(self.seconds, 3),
+            "error": self.error or None,
+            "exit_code": self.exit_code,
+        }
+
+
+def skipped(job: Job) -> Outcome:
+    return Outcome(job.source, job.target, "skipped", error="output exists")
+
+
+def failed(job: Job, error) -> Outcome:
+    """`error`: a VsrupError (its exit code is kept)."""
+    return Outcome(job.source, job.target, "failed", error=str(error), exit_code=error.exit_code)
+
+
+def is_video_name(path: Path) -> bool:
+    """A file we would upscale: a video extension, not hidden, not one of our temporaries."""
+    name = path.name
+    if name.startswith(".") or any(marker in name for marker in _OWN_MARKERS):
+        return False
+    return path.suffix.lower() in VIDEO_EXTENSIONS
+
+
+def _has_glob(text: str) -> bool:
+    return any(c in text for c in "*?[")
+
+
+def _walk_videos(root: Path, exclude: Path | None) -> Iterator[Path]:
+    """Video files under `root`, sorted, skipping hidden folders and the output folder."""
+    for folder, subdirs, files in os.walk(root):
+        here = Path(folder)
+        subdirs[:] = sorted(
+            d
+            for d in subdirs
+            if not d.startswith(".") and (exclude is None or (here / d).resolve() != exclude)
+        )
+        for name in sorted(files):
+            if is_video_name(here / name):
+                yield here / name
+
+
+def output_name(source: Path, suffix: str) -> str:
+    """`clip.mp4` → `clip{suffix}.mp4`; inputs we cannot write in their own container get `.mkv`."""
+    return f"{source.stem}{suffix}{writable_extension(source.suffix.lower())}"
+
+
+def read_paths(paths: list[Path], suffix: str = "") -> tuple[list[Job], bool]:
+    """(jobs, single): the command line's inputs then output. `single` is one input file, whose
+    output is a file (or goes into an existing folder); otherwise outputs go under a folder."""
+    if len(paths) < 2:
+        raise UsageError("give an input (file, folder or glob) and then the output")
+    *inputs, output = (Path(p) for p in paths)
+    single = len(inputs) == 1 and not inputs[0].is_dir() and not _has_glob(str(inputs[0]))
+    if single:
+        target = output / output_name(inputs[0], suffix) if output.is_dir() else output
+        return [Job(inputs[0], target)], True
+    return plan_jobs(inputs, output, suffix), False
+
+
+def single_job(paths: list[Path], option: str) -> tuple[Path, Path]:
+    """The one (input file, output file) pair that --compare and --dry-run work on."""
+    if len(paths) != 2 or Path(paths[0]).is_dir() or Path(paths[1]).is_dir():
+        raise UsageError(f"{option} takes one input video and one output file")
+    return Path(paths[0]), Path(paths[1])
+
+
+def plan_jobs(inputs: Iterable[Path], output: Path, suffix: str = "") -> list[Job]:
+    """(input, output) pairs for folders, globs and several files; outputs go under `output`.
+
+    Folders keep their inner structure below `output`. Files that are another job's output (a rerun
+    with `--suffix` into the input folder) are left out, as is the output folder itself.
+    """
+    output = Path(output)
+    if output.exists() and not output.is_dir():
+        raise UsageError(f"output must be a folder when upscaling a folder or several files: {output}")
+    out_resolved = output.resolve()
+    jobs: list[Job] = []
+    for raw in inputs:
+        raw = Path(raw)
+        if raw.is_dir():
+            for source in _walk_videos(raw, exclude=out_resolved):
+                rel = source.relative_to(raw)
+                jobs.append(Job(source, output / rel.parent / output_name(source, suffix)))
+        elif _has_glob(str(raw)) and not raw.exists():
+            matches = [Path(m) for m in sorted(glob.glob(str(raw), recursive=True))]
+            videos = [m for m in matches if m.is_file() and is_video_name(m)]
+            if not videos:
+                raise InputError(f"no video files match {raw}")
+            jobs.extend(Job(m, output / output_name(m, suffix)) for m in videos)
+        else:  # a plain file: missing or not a video is reported as that file's failure
+            jobs.append(Job(raw, output / output_name(raw, suffix)))
+    if not jobs:
+        raise InputError(f"no video files found in {', '.join(str(Path(i)) for i in inputs)}")
+    return _drop_own_outputs(jobs)
+
+
+def _drop_own_outputs(jobs: list[Job]) -> list[Job]:
+    for job in jobs:
+        if job.target.resolve() == job.source.resolve():
+            raise UsageError(
+                f"the output would replace its input {job.source}: use --suffix or another folder"
+            )
+    targets = {job.target.resolve() for job in jobs}
+    kept = [job for job in jobs if job.source.resolve() not in targets]
+    seen: dict[Path, Path] = {}
+    for job in kept:
+        key = job.target.resolve()
+        if key in seen:
+            raise UsageError(f"{seen[key]} and {job.source} would both be written to {job.target}")
+        seen[key] = job.source
+    return kept
+
+
+def raise_if_failed(outcomes: list[Outcome]) -> None:
+    failed = [o for o in outcomes if o.status == "failed"]
+    if failed:
+        names = ", ".join(o.source.name for o in failed[:3]) + (", ..." if len(failed) > 3 else "")
+        raise BatchError(f"{len(failed)} of {len(outcomes)} files failed ({names})")

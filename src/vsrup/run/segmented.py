@@ -1,0 +1,185 @@
+"""What the split executors (`--devices`, `--ray`) share: each file is cut into segments on the
+window grid, each segment is one `SegmentTask` for whichever worker is free, and the finished
+segment files are joined by packet copy with the input's audio and subtitles muxed once
+(`io.concat`), so the result equals a one-process run.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from vsrup.errors import VsrupError, rebuild
+from vsrup.io.concat import concat_segments
+from vsrup.io.files import atomic_output, check_output
+from vsrup.io.probe import VideoInfo, probe, video_pts
+from vsrup.io.writer import SEGMENT_EXT, EncodeSettings, choose_codec, segment_codec
+from vsrup.pipeline.span import FrameRange, plan_segments
+from vsrup.progress import Reporter
+from vsrup.run.jobs import Job, Outcome, failed
+
+SEGMENTS_PER_WORKER = 3  # more segments than workers, so an uneven split still keeps all busy
+# Testing hook: a worker task that finds this variable set to a path that does not exist yet
+# creates it and kills its own process, to prove that a lost worker is replaced and its segment
+# retried (--devices and --ray alike).
+CRASH_ONCE_ENV = "VSRUP_TEST_CRASH_ONCE"
+
+
+@dataclass(frozen=True)
+class SegmentTask:
+    """One segment of one file, as a worker receives it."""
+
+    file: int  # index of the file's `FileWork`
+    segment: int
+    source: Path
+    span: FrameRange
+    output: Path  # the segment file to write (a worker on another machine writes its own)
+    encode: EncodeSettings
+
+
+@dataclass
+class FileWork:
+    """One input file's share of a split run: its segments, their files, and its failure."""
+
+    job: Job
+    info: VideoInfo
+    ranges: list[FrameRange]
+    scratch: Path  # hidden folder beside the output for the segment files
+    error: VsrupError | None = None
+    started: float = field(default_factory=time.perf_counter)
+
+    @property
+    def frames(self) -> int:
+        return self.ranges[-1].stop
+
+    def segment_path(self, index: int) -> Path:
+        return self.scratch / f"{index:05d}{SEGMENT_EXT}"
+
+
+def tasks_of(works: list[FileWork], settings) -> list[SegmentTask]:
+    """Every segment of every file, in order."""
+    tasks = []
+    for w, work in enumerate(works):
+        encode = segment_codec(work.job.target, settings.encode)  # segment files are .nut
+        for s, span in enumerate(work.ranges):
+            tasks.append(SegmentTask(w, s, work.job.source, span, work.segment_path(s), encode))
+    return tasks
+
+
+def plan_work(jobs: list[Job], settings, parts: int, single: bool) -> tuple[list[Outcome], list[FileWork]]:
+    """(outcomes so far, works): files that cannot even be planned become outcomes at once (one
+    input file raises its error)."""
+    outcomes, works = [], []
+    for job in jobs:
+        try:
+            works.append(prepare_file(job, settings, parts))
+        except VsrupError as exc:
+            if single:
+                raise
+            outcomes.append(failed(job, exc))
+    return outcomes, works
+
+
+def prepare_file(job: Job, settings, parts: int) -> FileWork:
+    """Check the output, count the frames and plan the segments of one file (before any work)."""
+    check_output(job.source, job.target, settings.overwrite)
+    choose_codec(job.target, settings.encode)
+    info = probe(job.source)
+    frames = len(video_pts(job.source))
+    scratch = Path(tempfile.mkdtemp(prefix=f".{job.target.stem}.vsrup-segments-", dir=job.target.parent))
+    return FileWork(job, info, segment_ranges(frames, settings, parts), scratch)
+
+
+def segment_ranges(frames: int, settings, parts: int) -> list[FrameRange]:
+    """Segments cut on the window grid when the window is known here (else evenly: any cut is
+    exact, a grid cut only saves one window of work)."""
+    if settings.window:
+        overlap = settings.overlap if settings.overlap is not None else 0
+        return plan_segments(frames, parts, settings.window, min(overlap, settings.window - 1))
+    return plan_segments(frames, parts, 1, 0)
+
+
+def run_task(upscaler, task: SegmentTask, reporter: Reporter):
+    """A worker's part: frames `task.span` of the input into the segment file `task.output`."""
+    maybe_crash()
+    worker = upscaler.with_settings(replace(upscaler.settings, encode=task.encode, overwrite=True))
+    return worker.upscale_file(task.source, task.output, reporter, task.span)
+
+
+def finish_file(work: FileWork) -> Outcome:
+    """Join a file's segments into its output (atomically) and drop them; or record its failure."""
+    job = work.job
+    try:
+        if work.error is None:
+            with atomic_output(job.target) as partial:
+                paths = [work.segment_path(i) for i in range(len(work.ranges))]
+                frames = concat_segments(paths, work.info, partial)
+            seconds = time.perf_counter() - work.started
+            return Outcome(job.source, job.target, "done", frames=frames, seconds=seconds)
+    except VsrupError as exc:
+        work.error = exc
+    finally:
+        shutil.rmtree(work.scratch, ignore_errors=True)
+    return failed(job, work.error)
+
+
+def discard(works: list[FileWork]) -> None:
+    """Remove the segment files of an interrupted run (no output was written)."""
+    for work in works:
+        shutil.rmtree(work.scratch, ignore_errors=True)
+
+
+def conclude(outcomes: list[Outcome], single: bool, reporter: Reporter, started: float) -> list[Outcome]:
+    """Finish the report; one file raises its own error (the batch summary is the caller's)."""
+    seconds = round(time.perf_counter() - started, 3)
+    if single:
+        [outcome] = outcomes
+        if outcome.status == "failed":
+            reporter.finish("failed", seconds=seconds)
+            raise rebuild_by_code(outcome.exit_code, outcome.error)
+        reporter.finish(outcome.status, output=str(outcome.target), seconds=seconds)
+        return outcomes
+    reporter.finish("done", seconds=seconds)
+    return outcomes
+
+
+def rebuild_by_code(exit_code: int, message: str) -> VsrupError:
+    from vsrup import errors
+
+    for kind in vars(errors).values():
+        if isinstance(kind, type) and issubclass(kind, VsrupError) and kind.exit_code == exit_code:
+            return rebuild(kind.__name__, message)
+    return VsrupError(message)
+
+
+class Meter:
+    """Turns per-task progress into reporter advances, counting no frame twice: a task retried
+    after its worker died reports its frames again."""
+
+    def __init__(self, lengths: dict, reporter: Reporter) -> None:
+        self.reporter = reporter
+        self.limit = dict(lengths)
+        self.counted = dict.fromkeys(self.limit, 0)
+
+    def add(self, task, frames: int) -> None:
+        step = min(frames, self.limit[task] - self.counted[task])
+        if step > 0:
+            self.counted[task] += step
+            self.reporter.advance(step)
+
+    def complete(self, task) -> None:
+        """A task is done: whatever it did not report (yet) counts now."""
+        self.add(task, self.limit[task])
+
+
+def maybe_crash() -> None:
+    """The testing hook behind CRASH_ONCE_ENV: the first worker task to find the marker file
+    missing creates it and kills its own process."""
+    marker = os.environ.get(CRASH_ONCE_ENV)
+    if marker and not Path(marker).exists():
+        Path(marker).touch()
+        os._exit(1)

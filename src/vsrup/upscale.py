@@ -1,0 +1,250 @@
+"""Upscale one file: check → probe → plan → read → stream → write → rename.
+
+`Upscaler` loads the model once (the CLI, batch executors, device workers and Ray actors each hold
+one) and upscales any number of files with it. `upscale_file` reads top to bottom as the data path;
+the loop itself is `pipeline.stream.upscale_stream`, shared with preview, eval, estimate and bench.
+The output is written to a temporary file beside the target and renamed into place only when it is
+complete; with `--resume` the frames go into segment files that outlive a crash instead.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import dataclasses
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from vsrup import hostmem, models, resume, tuning
+from vsrup.devices import resolve_device, resolve_dtype
+from vsrup.errors import InputError, UsageError
+from vsrup.io.concat import concat_segments
+from vsrup.io.files import atomic_output, check_output
+from vsrup.io.probe import VideoInfo, probe
+from vsrup.io.reader import Frame, read_frames
+from vsrup.io.writer import EncodeSettings, VideoWriter, choose_codec, segment_codec
+from vsrup.pipeline.plan import Plan, make_plan
+from vsrup.pipeline.runner import Runner, host_array, to_host
+from vsrup.pipeline.span import WHOLE, FrameRange, resolve_range
+from vsrup.pipeline.stream import first_needed, upscale_stream
+from vsrup.progress import Reporter
+from vsrup.threads import BackgroundSink
+
+SCALES = (2, 4)
+
+
+@dataclass
+class UpscaleSettings:
+    scale: int = 4
+    model: str = models.DEFAULT_MODEL
+    window: int | None = None  # None: the default for the model
+    overlap: int | None = None
+    tile: int | None = 0  # latent tile size in latent pixels; 0: whole frame; None: from free memory
+    device: str = "auto"
+    dtype: str = "auto"
+    encode: EncodeSettings = field(default_factory=EncodeSettings)
+    overwrite: bool = False
+    resume: bool = False  # keep finished segments beside the output so a rerun continues
+    segment_frames: int = 240  # with resume: frames per finished segment (at least; ends on a window)
+    compile: bool = False  # torch.compile the model's heavy modules (CUDA only)
+    verbose: bool = False  # report the chosen device, window, overlap, tile, speed switches
+    start: str | None = None  # --start/--end: upscale only this part (video only)
+    end: str | None = None
+    max_memory_gib: float | None = None  # --max-memory: plan (and on CUDA cap) device memory to this
+    compare: str | None = None  # --compare split|side: a bicubic | model comparison video instead
+
+    @property
+    def max_memory_bytes(self) -> int | None:
+        return None if self.max_memory_gib is None else int(self.max_memory_gib * 2**30)
+
+    def validate(self) -> None:
+        if self.scale not in SCALES:
+            raise UsageError(f"--scale must be one of {', '.join(map(str, SCALES))} (got {self.scale})")
+        if self.tile is not None and (self.tile < 0 or 0 < self.tile < 8):
+            raise UsageError(f"--tile must be 0 (off) or at least 8 latent pixels (got {self.tile})")
+        if self.max_memory_gib is not None and not self.max_memory_gib > 0:
+            raise UsageError(f"--max-memory must be a positive number of GiB (got {self.max_memory_gib})")
+
+
+@dataclass
+class FileResult:
+    input: Path
+    output: Path
+    frames: int
+    seconds: float
+    plan: Plan | None = None
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.seconds if self.seconds > 0 else 0.0
+
+
+class Upscaler:
+    """A loaded model plus the settings to run it; upscales any number of files."""
+
+    def __init__(self, settings: UpscaleSettings) -> None:
+        settings.validate()
+        self.settings = settings
+        self.device = resolve_device(settings.device)
+        self.dtype = resolve_dtype(settings.dtype, self.device)
+        self.model = models.load_model(settings.model, settings.scale, self.device, self.dtype)
+        if settings.compare:
+            from vsrup.compare import CompareModel
+
+            self.model = CompareModel(self.model, settings.compare)
+        smallest = 2 * self.model.tiles.latent_overlap  # tiles overlap by latent_overlap each side
+        if settings.tile and settings.tile < smallest:
+            raise UsageError(f"--tile must be 0 (off) or at least {smallest} for the {settings.model} model")
+        self.speed_notes = tuning.accelerate(self.model, self.device, settings.compile, self.dtype)
+        self.speed_notes += tuning.limit_device_memory(self.device, settings.max_memory_bytes)
+        pad = settings.compile and self.device.type == "cuda"
+        self.runner = Runner(self.model, self.device, self.dtype, pad_windows=pad)
+        self.plan(None)  # a bad --window/--overlap fails here, before any file is touched
+
+    def with_settings(self, settings: UpscaleSettings) -> Upscaler:
+        """This loaded model under other per-file settings (encoder, range, overwrite...), as a new
+        object: callers never change the settings of an upscaler someone else holds."""
+        other = copy.copy(self)
+        other.settings = settings
+        return other
+
+    def plan(self, info: VideoInfo | None, free: int | None | str = "measure") -> Plan:
+        """The plan for `info` (window, overlap, tile) from the settings, the model and free memory."""
+        s = self.settings
+        size = None if info is None else (info.width, info.height)
+        plan = make_plan(self.model, self.device, self.dtype, s.window, s.overlap, s.tile, size,
+                         free=free, limit=s.max_memory_bytes)  # fmt: skip
+        return plan.noted(*self.speed_notes)
+
+    def stream(
+        self, info: VideoInfo, plan: Plan, span: FrameRange = WHOLE, reporter: Reporter | None = None, **hooks
+    ) -> Iterator[tuple[Frame, torch.Tensor]]:
+        """`upscale_stream` over the frames of `info` that `span` needs (decoded from the first window
+        that touches it)."""
+        frames = read_frames(info, first_needed(span, plan))
+        advance = reporter.advance if reporter is not None else None
+        return upscale_stream(frames, self.runner, plan, span, advance=advance, **hooks)
+
+    def upscale_file(
+        self,
+        source: Path,
+        target: Path,
+        reporter: Reporter | None = None,
+        frame_range: FrameRange | None = None,
+    ) -> FileResult:
+        """Upscale one video file. Raises a VsrupError subclass for anything the user can fix.
+
+        With a `frame_range` (or --start/--end), only those frames are written, exactly as a
+        whole-video run makes them, to a video-only segment file."""
+        reporter = reporter or Reporter()
+        source, target = Path(source), Path(target)
+        check_output(source, target, self.settings.overwrite)
+        choose_codec(target, self.settings.encode)  # reject a bad extension/codec before any work
+        info = probe(source)
+        if frame_range is None and (self.settings.start or self.settings.end):
+            frame_range = resolve_range(info, self.settings.start, self.settings.end)
+        span = frame_range or WHOLE
+        plan = self.plan(info)
+        if self.settings.verbose:
+            reporter.message(f"{info.path.name}: {plan.describe()}")
+        started = time.perf_counter()
+        reporter.start(str(source), span.length(info.frames_estimate))
+        work = None
+        if self.settings.resume and frame_range is None:
+            work, plan = self._resume_folder(info, target, plan, reporter)
+        elif resume.work_folder(target).is_dir():
+            folder = resume.work_folder(target)
+            reporter.message(f"note: {folder} holds unfinished work for this output; --resume would use it")
+        with atomic_output(target) as partial:
+            if work is not None:
+                written = self._encode_resumable(info, plan, work, partial, reporter)
+            else:
+                writer = self._writer(
+                    partial, info, self.settings.encode, target.suffix.lower(), frame_range is None
+                )
+                written = self._encode(self.stream(info, plan, span, reporter), writer)
+                if written == 0:
+                    raise InputError(f"no frames of {source} lie in the range {span.start}f-{span.stop}f")
+        if work is not None:
+            work.remove()  # only once the output is in place
+        hostmem.release_host_memory()
+        seconds = time.perf_counter() - started
+        reporter.finish("done", output=str(target), seconds=round(seconds, 3))
+        return FileResult(source, target, written, seconds, plan)
+
+    def _writer(
+        self, path: Path, info: VideoInfo, encode: EncodeSettings, ext: str, whole: bool
+    ) -> VideoWriter:
+        size = self.model.output_size(info.width, info.height)
+        return VideoWriter(path, info, size, encode, ext, passthrough=whole)
+
+    def _resume_folder(
+        self, info: VideoInfo, target: Path, plan: Plan, reporter: Reporter
+    ) -> tuple[resume.ResumeFolder, Plan]:
+        """The job's segment folder, and the plan to finish it with. Its key lists everything the
+        output frames depend on, as the user asked for it; what this run planned for the automatic
+        window and tile is kept beside it, and a resumed run takes over the earlier run's plan."""
+        stat = info.path.stat()
+        key = {
+            "input": str(info.path.resolve()),
+            "size": stat.st_size,
+            "mtime_ns": stat.st_mtime_ns,
+            "model": self.settings.model,
+            "scale": self.settings.scale,
+            "window": self.settings.window,
+            "overlap": plan.overlap,
+            "tile": self.settings.tile,
+            "device": self.device.type,
+            "dtype": str(self.dtype),
+            "encode": dataclasses.asdict(segment_codec(target, self.settings.encode)),
+        }
+        planned = {"window": plan.window, "tile": plan.tile}
+        work = resume.ResumeFolder.open(target, key, planned)
+        if work.plan != planned:
+            plan = dataclasses.replace(plan, window=work.plan["window"], tile=work.plan["tile"])
+            if self.settings.verbose:
+                reporter.message(f"{info.path.name}: resuming with the earlier run's plan {work.plan}")
+        return work, plan
+
+    def _encode_resumable(
+        self, info: VideoInfo, plan: Plan, work: resume.ResumeFolder, partial: Path, reporter: Reporter
+    ) -> int:
+        """--resume: encode into segment files that outlive a crash, after those an earlier run
+        finished; then join them all into `partial` with the audio. Returns the frames written."""
+        done = work.frames_done
+        if done:
+            reporter.message(f"{info.path.name}: resuming after {done} finished frames")
+            reporter.advance(done)
+        encode = segment_codec(partial, self.settings.encode)
+        size = self.model.output_size(info.width, info.height)
+        writer = resume.SegmentedWriter(work, info, size, encode, self.settings.segment_frames)
+
+        def replanned(new: Plan) -> None:  # the frames from here on use this tile: so must a resumed run
+            work.plan["tile"] = new.tile
+
+        self._encode(self.stream(info, plan, FrameRange(done, None), reporter, replanned=replanned), writer)
+        return concat_segments(work.segment_paths(), info, partial)
+
+    @staticmethod
+    def _encode(items: Iterator[tuple[Frame, torch.Tensor]], writer) -> int:
+        """Feed the stream's frames to `writer`, encoding in a background thread."""
+        encoder = BackgroundSink(lambda item: writer.write(item[0], item[1], host_array(item[2])))
+        written = 0
+        try:
+            with contextlib.closing(items):
+                for frame, image in items:
+                    encoder.put((frame.pts, frame.duration, to_host(image, frame.image.dtype)))
+                    written += 1
+            encoder.close()
+            writer.close()
+        except BaseException:
+            # Ctrl-C or an error: drop the queued frames at once, release the file, re-raise.
+            with contextlib.suppress(BaseException):
+                encoder.abort()
+            writer.abort()
+            raise
+        return written
