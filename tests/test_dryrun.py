@@ -28,11 +28,12 @@ def test_dry_run_json_writes_nothing_and_estimates(tmp_path):
     est = json.loads(result.output.strip().splitlines()[-1])
     assert listing(tmp_path) == before  # not even the output folder
     assert est["event"] == "estimate"
+    # bicubic declares its neighbourhood (the frame itself): the asked overlap 1 is ignored (0).
     assert (est["device"], est["dtype"], est["window"], est["overlap"], est["tile"]) == (
         "cpu",
         "float32",
         4,
-        1,
+        0,
         0,
     )
     assert (est["input_size"], est["output_size"], est["frames"]) == ([64, 48], [128, 96], 40)
@@ -72,7 +73,7 @@ def test_calibration_cut_copies_the_first_packets(tmp_path):
 
 def test_calibration_covers_two_windows(tmp_path):
     upscaler = Upscaler(UpscaleSettings(scale=2, model="bicubic", device="cpu", window=6, overlap=2))
-    assert calibration_length(upscaler.plan(None)) == 10
+    assert calibration_length(upscaler.plan(None)) == 12  # 2 × 6, overlap 0 (bicubic is per frame)
     clip = make_clip(tmp_path / "short.mp4", frames=5, size=(32, 32))  # shorter than the calibration
     est = estimate(upscaler, clip, tmp_path / "o.mp4")
     assert est.calibration_frames == 5 and est.frames == 5

@@ -33,6 +33,7 @@ class WindowDependent(Bicubic):
     different outputs: resuming without re-running the window before the cut would show."""
 
     temporal_context = 1
+    neighbourhood = None  # its output depends on the whole window: windows are blended
     delay = 0.0  # seconds per window, to give a killer time to strike
     calls = 0
 

@@ -57,6 +57,7 @@ class CompareModel(VSRModel):
         self.name = f"compare-{mode}({inner.name})"
         self.scale = inner.scale
         self.temporal_context = inner.temporal_context
+        self.neighbourhood = inner.neighbourhood
         self.tiles = inner.tiles  # the engine shrinks tiles on OOM: that must reach the real model
 
     @property

@@ -31,14 +31,24 @@ from vsrup.pipeline.stream import upscale_stream
 from vsrup.train.data import read_frames
 from vsrup.train.degrade import Recipe, degrade, downscale
 
-# The shared data lives beside the project checkout (../shared/data from the repository root).
-DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
-HELD_OUT_SOURCES = [
-    DATA / "clips" / "05_default_juggle.mp4",
-    DATA / "clips" / "bedroom.mp4",
-    DATA / "frames" / "reds_demo_lr",
-    DATA / "frames" / "vimeo_septuplet",
-]
+# The held-out set: lossless HR sequences kept in the repository (benchmarks/heldout, sources and
+# licenses in its SOURCES.md), never used for training.
+HELD_OUT = Path(__file__).resolve().parents[2] / "benchmarks" / "heldout"
+
+
+def held_out_sources(folder: Path = HELD_OUT) -> list[Path]:
+    """The held-out sequences listed in `folder`/manifest.toml, in its order."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib
+    manifest = folder / "manifest.toml"
+    if not manifest.is_file():
+        raise InputError(f"no held-out set at {folder} (a source checkout has it); name HR videos instead")
+    sequences = tomllib.loads(manifest.read_text())["sequences"]
+    return [folder / entry["file"] for entry in sequences.values()]
+
+
 # The "degraded" variant: one fixed recipe, so every run and every method sees the same input.
 DEGRADED = Recipe(blur_sigma=(0.8, 0.8), noise_sigma=2 / 255, h264_crf=26)
 PSNR_CAP = 100.0  # identical images have infinite PSNR; report this instead so JSON stays valid
@@ -187,7 +197,7 @@ def evaluate(
         "lanczos (PIL)": lambda lr: lanczos(lr, scale),
     }
     rows = []
-    for source in sources or HELD_OUT_SOURCES:
+    for source in sources or held_out_sources():
         hr = load_hr(Path(source), frames, scale)
         for variant in variants:
             lr = make_lr(hr, scale, variant)
@@ -231,10 +241,18 @@ def print_table(result: dict) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m vsrup.evaluate", description=__doc__.split("\n")[0])
     parser.add_argument(
-        "sources", nargs="*", type=Path, help="HR videos or frame folders (default: held-out set)"
+        "sources",
+        nargs="*",
+        type=Path,
+        metavar="HR",
+        help="HR videos or frame folders (default: the held-out set in benchmarks/heldout)",
     )
-    parser.add_argument("--model", default="tiny")
-    parser.add_argument("--scale", type=int, default=4)
+    parser.add_argument(
+        "--model",
+        default="tiny",
+        help="model name, a converted bundle folder, or tiny weights (.safetensors)",
+    )
+    parser.add_argument("--scale", type=int, default=4, choices=(2, 4), help="upscaling factor")
     parser.add_argument("--frames", type=int, default=30, help="first N frames of each source")
     parser.add_argument("--variants", default="bicubic,degraded", help="LR kinds: bicubic,degraded")
     parser.add_argument(

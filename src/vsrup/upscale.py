@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
+import itertools
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ from vsrup.io.files import atomic_output, check_output
 from vsrup.io.probe import VideoInfo, probe
 from vsrup.io.reader import Frame, read_frames
 from vsrup.io.writer import EncodeSettings, VideoWriter, choose_codec, segment_codec
+from vsrup.pipeline.cuts import last_cut, thumbnail
 from vsrup.pipeline.plan import Plan, make_plan
 from vsrup.pipeline.runner import Runner, host_array, to_host
 from vsrup.pipeline.span import WHOLE, FrameRange, resolve_range
@@ -56,6 +58,7 @@ class UpscaleSettings:
     end: str | None = None
     max_memory_gib: float | None = None  # --max-memory: plan (and on CUDA cap) device memory to this
     compare: str | None = None  # --compare split|side: a bicubic | model comparison video instead
+    scene_cuts: bool = True  # temporal windows restart at shot changes
 
     @property
     def max_memory_bytes(self) -> int | None:
@@ -81,6 +84,16 @@ class FileResult:
     @property
     def fps(self) -> float:
         return self.frames / self.seconds if self.seconds > 0 else 0.0
+
+
+def shot_start(info: VideoInfo, span: FrameRange, plan: Plan) -> int:
+    """The first frame of the shot `span` begins in. Blended windows sit on their shot's grid, so a
+    run that starts late must know where that shot began: the frames before it are decoded once
+    more, for their shot changes only (cheap beside the model). Exact joins need no grid."""
+    if not plan.cuts or plan.context is not None or span.start == 0:
+        return 0
+    thumbs = (thumbnail(frame.image) for frame in read_frames(info))
+    return last_cut(itertools.islice(thumbs, span.start + 1))
 
 
 class Upscaler:
@@ -117,7 +130,7 @@ class Upscaler:
         s = self.settings
         size = None if info is None else (info.width, info.height)
         plan = make_plan(self.model, self.device, self.dtype, s.window, s.overlap, s.tile, size,
-                         free=free, limit=s.max_memory_bytes)  # fmt: skip
+                         free=free, limit=s.max_memory_bytes, scene_cuts=s.scene_cuts)  # fmt: skip
         return plan.noted(*self.speed_notes)
 
     def stream(
@@ -125,9 +138,10 @@ class Upscaler:
     ) -> Iterator[tuple[Frame, torch.Tensor]]:
         """`upscale_stream` over the frames of `info` that `span` needs (decoded from the first window
         that touches it)."""
-        frames = read_frames(info, first_needed(span, plan))
+        shot = shot_start(info, span, plan)
+        frames = read_frames(info, first_needed(span, plan, shot))
         advance = reporter.advance if reporter is not None else None
-        return upscale_stream(frames, self.runner, plan, span, advance=advance, **hooks)
+        return upscale_stream(frames, self.runner, plan, span, advance=advance, shot_start=shot, **hooks)
 
     def upscale_file(
         self,
@@ -200,6 +214,7 @@ class Upscaler:
             "tile": self.settings.tile,
             "device": self.device.type,
             "dtype": str(self.dtype),
+            "scene_cuts": self.settings.scene_cuts,
             "encode": dataclasses.asdict(segment_codec(target, self.settings.encode)),
         }
         planned = {"window": plan.window, "tile": plan.tile}

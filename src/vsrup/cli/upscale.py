@@ -60,6 +60,12 @@ def upscale(
     dtype: options.Dtype = "auto",
     compile_model: options.Compile = False,
     max_memory: options.MaxMemory = None,
+    scene_cuts: bool = typer.Option(
+        True,
+        "--scene-cuts/--no-scene-cuts",
+        help="Restart the temporal windows at shot changes, so no frame borrows detail from another shot "
+        "(temporal models only).",
+    ),
     verbose: bool = typer.Option(
         False, "--verbose", "-v", help="Print the chosen device, window, overlap, tile and speed switches."
     ),
@@ -142,6 +148,7 @@ def upscale(
         start=start,
         end=end,
         max_memory_gib=max_memory,
+        scene_cuts=scene_cuts,
     )
     if dry_run:
         from vsrup.estimate import dry_run as estimate_run

@@ -35,6 +35,10 @@ class VSRModel(nn.Module):
     scale: int = 4
     # Frames of context a model wants before the frame it upscales; the engine's default overlap.
     temporal_context: int = 1
+    # (before, after): the frames output t depends on, if the model knows (t-before … t+after); the
+    # stream then takes each frame from a window that holds all of them instead of blending
+    # windows. None: the output depends on the whole window (windows are blended).
+    neighbourhood: tuple[int, int] | None = None
 
     def __init__(self) -> None:
         super().__init__()

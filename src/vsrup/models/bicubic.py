@@ -11,6 +11,7 @@ from vsrup.models.base import VSRModel
 class Bicubic(VSRModel):
     name = "bicubic"
     temporal_context = 0
+    neighbourhood = (0, 0)
 
     def __init__(self, scale: int) -> None:
         super().__init__()

@@ -27,6 +27,7 @@ from vsrup.pipeline.tiling import tiled_apply
 class DLoRAL(SDLatentVSR):
     name = "dloral"
     timestep = 1  # the reference's constant `self.timesteps = [1]`
+    neighbourhood = (1, 0)  # output t is made from frames t-1 and t, as in the reference
 
     def __init__(
         self,

@@ -23,6 +23,7 @@ from vsrup.pipeline.tiling import tiled_apply
 class OSEDiff(SDLatentVSR):
     name = "osediff"
     temporal_context = 0  # a per-frame model: no neighbours needed
+    neighbourhood = (0, 0)
     timestep = 999
 
     def __init__(

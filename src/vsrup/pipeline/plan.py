@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 import torch
 
 from vsrup import tuning
+from vsrup.errors import UsageError
 from vsrup.pipeline.windows import check_window
 
 MAX_GPU_WINDOW = 16
@@ -26,6 +27,10 @@ class Plan:
     window: int
     overlap: int
     tile: int  # latent pixels; 0: whole frames
+    # (before, after): the frames an output depends on, for a model that declares them (exact
+    # join, see `pipeline.stream`); None: the whole window (blended join).
+    context: tuple[int, int] | None = None
+    cuts: bool = False  # restart the windows at shot changes
     device: str = "cpu"
     dtype: str = "float32"
     free_mib: float | None = None
@@ -49,24 +54,46 @@ class Plan:
 
 def default_window(model, window: int | None, overlap: int | None) -> tuple[int, int]:
     """(window, overlap): the user's, else the model's defaults (a temporal model gets 8 frames
-    overlapping by twice its context; a per-frame one 4 frames, no overlap)."""
+    overlapping by twice its context; a per-frame one 4 frames, no overlap). A model that declares
+    its neighbourhood overlaps by exactly that: more would only recompute frames."""
     context = model.temporal_context
     size = window or (8 if context else 4)
-    shared = overlap if overlap is not None else min(2 * context, size - 1)
+    if overlap is not None:
+        check_window(size, overlap)  # a bad --overlap is an error even where it would be ignored
+    neighbourhood = getattr(model, "neighbourhood", None)
+    if neighbourhood is not None:
+        shared = sum(neighbourhood)
+        if size <= shared:
+            raise UsageError(f"--window must be at least {shared + 1} for the {model.name} model")
+    else:
+        shared = overlap if overlap is not None else min(2 * context, size - 1)
     check_window(size, shared)
     return size, shared
 
 
+def wants_cuts(model, scene_cuts: bool) -> bool:
+    """Shot changes matter to a model that looks at other frames than the one it makes."""
+    neighbourhood = getattr(model, "neighbourhood", None)
+    temporal = any(neighbourhood) if neighbourhood is not None else model.temporal_context > 0
+    return scene_cuts and temporal
+
+
 def make_plan(model, device: torch.device, dtype: torch.dtype, window: int | None, overlap: int | None,
               tile: int | None, size: tuple[int, int] | None, free: int | None | str = "measure",
-              limit: int | None = None) -> Plan:  # fmt: skip
+              limit: int | None = None, scene_cuts: bool = True) -> Plan:  # fmt: skip
     """The plan for one video of `size` (width, height). `window`/`overlap`/`tile` as the user gave
-    them (None: automatic). An explicit tile is kept; an automatic one is the largest that fits the
+    them (None: automatic); `scene_cuts`: restart the windows at shot changes (temporal models). An explicit tile is kept; an automatic one is the largest that fits the
     free memory; an automatic window may grow on a GPU with room to spare (windows overlap, so a
     longer one recomputes a smaller share of its frames). `free` overrides the measured free
     memory (tests); `limit` (bytes, `--max-memory`) caps it."""
     base, shared = default_window(model, window, overlap)
-    return choose_plan(model, device, dtype, base, shared, tile, size, window is None, free, limit)
+    plan = choose_plan(model, device, dtype, base, shared, tile, size, window is None, free, limit)
+    plan = replace(plan, context=getattr(model, "neighbourhood", None), cuts=wants_cuts(model, scene_cuts))
+    if plan.context is not None and overlap is not None and overlap != plan.overlap:
+        plan = plan.noted(
+            f"overlap {plan.overlap}: the frames each output depends on (--overlap {overlap} ignored)"
+        )
+    return plan
 
 
 def choose_plan(model, device: torch.device, dtype: torch.dtype, window: int, overlap: int,
