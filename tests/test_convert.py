@@ -13,21 +13,20 @@ from PIL import Image
 from safetensors import safe_open
 from tiny_sd import TINY_UNET, TINY_VAE, write_dloral_pkl, write_osediff_pkl, write_sd21_base
 
-from vsrup.convert import (
-    DLORAL_ADAPTERS,
-    OSEDIFF_UNET_ADAPTERS,
-    OSEDIFF_VAE_ADAPTERS,
-    attach_adapters,
-    convert,
-    load_partial,
-    merge_adapters,
-    prompt_embedding,
-)
 from vsrup.errors import WeightsError
 from vsrup.models import load_model
 from vsrup.models.dloral import DLoRAL
 from vsrup.models.osediff import OSEDiff
 from vsrup.models.sd import build_unet, build_vae, load_pickle, load_weights, read_tensors, vae_encode_mean
+from vsrup.weights.convert import convert, prompt_embedding
+from vsrup.weights.lora import (
+    DLORAL_ADAPTERS,
+    OSEDIFF_UNET_ADAPTERS,
+    OSEDIFF_VAE_ADAPTERS,
+    attach_adapters,
+    load_partial,
+    merge_adapters,
+)
 
 FRAMES = Path(__file__).resolve().parents[2] / "shared" / "data" / "frames" / "vimeo_septuplet"
 

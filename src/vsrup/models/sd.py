@@ -413,7 +413,7 @@ class SDLatentVSR(OneStepLatentVSR):
         dtype: torch.dtype = torch.float32,
         scale: int = 4,
     ) -> SDLatentVSR:
-        """Load a converted bundle (see `vsrup.convert`), ready for inference."""
+        """Load a converted bundle (see `vsrup.weights.convert`), ready for inference."""
         config, tensors = read_bundle(path)
         if config.get("model") != cls.name:
             raise WeightsError(f"{path} holds a {config.get('model')!r} bundle, not {cls.name!r}")

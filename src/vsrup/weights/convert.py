@@ -1,9 +1,8 @@
 """One-time conversion of official DLoRAL / OSEDiff checkpoints into vsrup weight bundles.
 
 The only place a third-party pickle is read, and only with torch.load(weights_only=True). LoRA
-adapters are attached with peft exactly as the references do (same target module lists, rank from
-the checkpoint, lora_alpha = 8: peft's default when they were trained; the checkpoints store none),
-loaded, and merged into the base weights with peft's `merge_and_unload`. The result — UNet, VAE,
+adapters are attached with peft exactly as the references do (see `vsrup.weights.lora`), loaded,
+and merged into the base weights with peft's `merge_and_unload`. The result — UNet, VAE,
 (CFR), prompt embedding — is cast and written as one safetensors file + config.json.
 
 `files` maps names to local paths. Names are the file paths inside their source repositories:
@@ -19,7 +18,6 @@ loaded, and merged into the base weights with peft's `merge_and_unload`. The res
 from __future__ import annotations
 
 import json
-import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -42,20 +40,16 @@ from vsrup.models.sd import (
     sd21_alphas_cumprod,
     write_bundle,
 )
+from vsrup.weights.lora import (
+    DLORAL_ADAPTERS,
+    OSEDIFF_UNET_ADAPTERS,
+    OSEDIFF_VAE_ADAPTERS,
+    attach_adapters,
+    load_partial,
+    merge_adapters,
+)
 
 DEFAULT_PROMPT = ""  # the references caption each clip with RAM tags; we have no tagger at runtime
-LORA_ALPHA = 8
-
-# (adapter name, rank key, module-list key) as the DLoRAL reference's load_ckpt_from_state_dict.
-DLORAL_ADAPTERS = [
-    (f"default_{part}_{kind}", f"lora_rank_unet_{kind}", f"unet_lora_{part}_modules_{kind}")
-    for kind in ("quality", "consistency")
-    for part in ("encoder", "decoder", "others")
-]
-OSEDIFF_UNET_ADAPTERS = [
-    (f"default_{part}", "rank_unet", f"unet_lora_{part}_modules") for part in ("encoder", "decoder", "others")
-]
-OSEDIFF_VAE_ADAPTERS = [("default_encoder", "rank_vae", "vae_lora_encoder_modules")]
 
 
 def convert(
@@ -144,55 +138,6 @@ def _convert_osediff(files: dict[str, Path], prompt: str) -> tuple[dict[str, tor
         "prompt": prompt,
     }
     return tensors, config
-
-
-# ---------------------------------------------------------------------------------------------
-# LoRA
-
-
-def lora_configs(ckpt: Mapping[str, Any], adapters: Sequence[tuple[str, str, str]]) -> dict[str, Any]:
-    """peft LoraConfigs as the references build them: rank and target modules from the checkpoint."""
-    from peft import LoraConfig
-
-    configs = {}
-    for name, rank_key, modules_key in adapters:
-        modules = sorted(set(ckpt[modules_key]))  # OSEDiff's VAE list repeats names
-        configs[name] = LoraConfig(
-            r=int(ckpt[rank_key]), lora_alpha=LORA_ALPHA, target_modules=modules, init_lora_weights="gaussian"
-        )
-    return configs
-
-
-def attach_adapters(model: nn.Module, ckpt: Mapping[str, Any], adapters: Sequence[tuple[str, str, str]]):
-    """Inject every adapter into `model` in place (key names `….lora_A.<adapter>.weight`, as the
-    references' `add_adapter` produced) and activate them all; returns the peft LoraModel."""
-    from peft import LoraModel
-
-    configs = lora_configs(ckpt, adapters)
-    names = list(configs)
-    with warnings.catch_warnings():  # diffusers models carry a `peft_config` attribute: harmless here
-        warnings.filterwarnings("ignore", message="Already found a `peft_config`")
-        tuner = LoraModel(model, configs, names[0])
-    for name in names[1:]:
-        tuner.inject_adapter(model, name)
-    tuner.set_adapter(names)  # all active: their deltas add, as at the references' inference
-    return tuner
-
-
-def merge_adapters(tuner: Any, adapters: Sequence[tuple[str, str, str]]) -> nn.Module:
-    """Fold all adapters into the base weights and drop the LoRA layers (peft merge_and_unload)."""
-    return tuner.merge_and_unload(adapter_names=[name for name, _, _ in adapters])
-
-
-def load_partial(model: nn.Module, state: Mapping[str, torch.Tensor], what: str) -> None:
-    """Load a LoRA-only checkpoint: every key must exist, and every LoRA weight must be given."""
-    missing, unexpected = model.load_state_dict(dict(state), strict=False)
-    lora_missing = [k for k in missing if "lora_" in k]
-    if unexpected or lora_missing:
-        raise WeightsError(
-            f"{what}: checkpoint does not match the model (unexpected {unexpected[:3]}, "
-            f"missing LoRA weights {lora_missing[:3]})"
-        )
 
 
 # ---------------------------------------------------------------------------------------------
