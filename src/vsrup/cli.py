@@ -346,7 +346,9 @@ def preview_command(
     typer.echo(str(result.path))
 
 
-MODELS_HELP = """List models with their size, license and whether each is ready to use.
+MODELS_HELP = """List models with their download size, license and whether each is ready to use.
+
+Sizes marked ≈ are estimates for files weights.toml does not pin yet.
 
 [bold]Examples[/bold]
 
@@ -373,7 +375,7 @@ def models_command(
 
     table = Table("model", "ready", "size", "license", "source", "description")
     for row in rows:
-        size = f"{row['size'] / 1e6:,.0f} MB" if row.get("size") else "?"
+        size = weights.describe_size(row)
         table.add_row(
             row["name"],
             "yes" if row["ready"] else "no",

@@ -29,11 +29,12 @@ from vsrup.weights.cache import ASSETS, bundle_dir, hub_cache, offline, vsrup_ca
 from vsrup.weights.fetch import Progress, fetch_files
 from vsrup.weights.maintainer import main, refresh_embedded
 from vsrup.weights.registry import REGISTRY, Entry, FileSpec, Location, get_entry, load_registry, safe_relpath
-from vsrup.weights.status import download_weights, list_models, status
+from vsrup.weights.status import BUILTIN, describe_size, download_weights, list_models, status
 from vsrup.weights.verify import file_sha256, verify_file
 
 __all__ = [
     "ASSETS",
+    "BUILTIN",
     "BUNDLE_FILES",
     "REGISTRY",
     "SOURCE_JSON",
@@ -43,6 +44,7 @@ __all__ = [
     "Progress",
     "bundle_dir",
     "bundle_state",
+    "describe_size",
     "download",
     "download_weights",
     "fetch_files",

@@ -24,7 +24,7 @@ _HEX40 = re.compile(r"[0-9a-f]{40}")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _MODEL_NAME = re.compile(r"[a-z0-9][a-z0-9_-]*")
 _REPO_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
-_COMMON_KEYS = {"description", "license", "source", "convert", "files", "requires", "note"}
+_COMMON_KEYS = {"description", "license", "source", "convert", "files", "requires", "note", "approx_size"}
 _SOURCE_KEYS = {"embedded": set(), "hub": {"repo", "revision", "mirrors"}, "url": {"url", "mirrors"}}
 
 
@@ -62,6 +62,7 @@ class Entry:
     locations: tuple[Location, ...] = ()  # in the order to try: the primary, then the mirrors
     requires: tuple[str, ...] = ()
     note: str = ""
+    approx_size: int | None = None  # bytes, for `vsrup models` while the files are not pinned
 
     @property
     def pinned(self) -> bool:
@@ -151,7 +152,14 @@ def _parse_entry(name: str, t: object) -> Entry:
         locations=tuple(locations),
         requires=tuple(requires),
         note=_text(t, "note", required=False),
+        approx_size=_approx_size(t.get("approx_size")),
     )
+
+
+def _approx_size(value: object) -> int | None:
+    if value is not None and (type(value) is not int or value <= 0):
+        raise ValueError("approx_size must be a positive whole number of bytes")
+    return value
 
 
 def _text(t: dict, key: str, required: bool = True) -> str:

@@ -7,9 +7,12 @@ from pathlib import Path
 
 from vsrup.errors import UsageError
 from vsrup.weights import cache
-from vsrup.weights.bundles import bundle_state, download, root
+from vsrup.weights.bundles import BUNDLE_FILES, bundle_state, download, root
 from vsrup.weights.fetch import Progress
 from vsrup.weights.registry import Entry, join_inside, load_registry, pick
+
+# Models that need no weights at all: listed by `vsrup models` beside the weights.toml entries.
+BUILTIN = {"bicubic": "bicubic interpolation, the baseline; no weights"}
 
 
 def _cached_files(entry: Entry, cache_dir: str | Path | None) -> dict[str, Path] | None:
@@ -36,7 +39,10 @@ def _cached_files(entry: Entry, cache_dir: str | Path | None) -> dict[str, Path]
 
 
 def status(name: str, cache_dir: str | Path | None = None, registry: str | Path | None = None) -> dict:
-    """What `vsrup models` shows for one model; converted is None for models that need no conversion."""
+    """What `vsrup models` shows for one model; converted is None for models that need no conversion.
+
+    size: bytes of its files, exact (pinned, or on disk), else None; approx_size: weights.toml's
+    estimate for files not pinned yet; bundle_size: bytes of the converted bundle, when there is one."""
     entries = load_registry(registry)
     entry = pick(entries, name)
     cached = _cached_files(entry, cache_dir)
@@ -44,8 +50,10 @@ def status(name: str, cache_dir: str | Path | None = None, registry: str | Path 
     if size is None and cached is not None:
         size = sum(p.stat().st_size for p in cached.values())
     converted = None if entry.convert == "none" else bundle_state(entries, entry) == "ok"
+    bundle_size = None
     if converted:
         path = cache.vsrup_cache() / entry.name
+        bundle_size = sum((path / f).stat().st_size for f in BUNDLE_FILES)
     else:
         path = root(entry, cached) if converted is None and cached is not None else None
     return {
@@ -54,6 +62,8 @@ def status(name: str, cache_dir: str | Path | None = None, registry: str | Path 
         "license": entry.license,
         "source": entry.source,
         "size": size,
+        "approx_size": entry.approx_size if size is None else size,
+        "bundle_size": bundle_size,
         "pinned": entry.pinned,
         "cached": cached is not None,
         "converted": converted,
@@ -63,8 +73,42 @@ def status(name: str, cache_dir: str | Path | None = None, registry: str | Path 
     }
 
 
-def list_models(cache_dir: str | Path | None = None, registry: str | Path | None = None) -> list[dict]:
-    return [status(name, cache_dir, registry) for name in load_registry(registry)]
+def builtin_status(name: str) -> dict:
+    return {
+        "name": name,
+        "description": BUILTIN[name],
+        "license": "-",
+        "source": "builtin",
+        "size": 0,
+        "approx_size": 0,
+        "bundle_size": None,
+        "pinned": True,
+        "cached": True,
+        "converted": None,
+        "ready": True,
+        "requires": [],
+        "path": None,
+    }
+
+
+def describe_size(row: dict) -> str:
+    """A row's download size for people: exact, ≈ an estimate (files not pinned yet), or '?'."""
+    if row.get("source") == "builtin":
+        return "none"
+    exact = row.get("size")
+    size = exact if exact is not None else row.get("approx_size")
+    if size is None:
+        return "?"
+    text = f"{size / 1e9:.1f} GB" if size >= 1e9 else f"{size / 1e6:.1f} MB"
+    return text if exact is not None else f"≈ {text}"
+
+
+def list_models(
+    cache_dir: str | Path | None = None, registry: str | Path | None = None, builtin: bool = True
+) -> list[dict]:
+    """Every weights.toml entry, then (with `builtin`) the models that need no weights."""
+    rows = [status(name, cache_dir, registry) for name in load_registry(registry)]
+    return rows + ([builtin_status(name) for name in BUILTIN] if builtin else [])
 
 
 def download_weights(
