@@ -2,8 +2,8 @@
 
 Each model is one entry in weights.toml. Its files come from the package itself ("embedded"), a
 Hugging Face hub repo ("hub", mirrors tried in order), a direct URL ("url"), or the user's own copy
-(--local-file). Every file is checked against the sha256 and size pinned in weights.toml before it
-is used, and a downloaded file that fails is deleted. Third-party checkpoints are
+(--local-file, --base-dir, `vsrup convert`). Every pinned file is checked against its sha256 and
+size before it is used, and a downloaded file that fails is deleted. Third-party checkpoints are
 converted once into a bundle (model.safetensors + config.json) in the vsrup cache; that bundle is all
 the loaders read.
 
@@ -20,8 +20,10 @@ from __future__ import annotations
 
 from vsrup.weights.bundles import (
     BUNDLE_FILES,
+    DTYPES,
     SOURCE_JSON,
     bundle_state,
+    convert_local,
     download,
     require_bundle,
 )
@@ -36,6 +38,7 @@ __all__ = [
     "ASSETS",
     "BUILTIN",
     "BUNDLE_FILES",
+    "DTYPES",
     "REGISTRY",
     "SOURCE_JSON",
     "Entry",
@@ -44,6 +47,7 @@ __all__ = [
     "Progress",
     "bundle_dir",
     "bundle_state",
+    "convert_local",
     "describe_size",
     "download",
     "download_weights",

@@ -1,9 +1,10 @@
 """One-time conversion of official DLoRAL / OSEDiff checkpoints into vsrup weight bundles.
 
 The only place a third-party pickle is read, and only with torch.load(weights_only=True). LoRA
-adapters are attached with peft exactly as the references do (see `vsrup.weights.lora`), loaded,
-and merged into the base weights with peft's `merge_and_unload`. The result — UNet, VAE,
-(CFR), prompt embedding — is cast and written as one safetensors file + config.json.
+adapters are attached with peft exactly as the references do (see `lora`), loaded, and merged into
+the base weights in the checkpoint's precision. The result — UNet, VAE, (CFR), prompt embedding — is
+cast to the bundle's dtype (fp16 by default; fp32 keeps the reference's weights bit for bit) and
+written as one safetensors file + config.json, which records the dtype.
 
 `files` maps names to local paths. Names are the file paths inside their source repositories:
   dloral:  "model.pkl"
@@ -50,19 +51,25 @@ from vsrup.weights.lora import (
 )
 
 DEFAULT_PROMPT = ""  # the references caption each clip with RAM tags; we have no tagger at runtime
+DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
 
 
 def convert(
     model_name: str,
     files: Mapping[str, Path],
     out_dir: Path,
-    dtype: torch.dtype = torch.float16,
+    dtype: torch.dtype | str = torch.float16,
     prompt: str = DEFAULT_PROMPT,
 ) -> Path:
-    """Convert `model_name` ("dloral" or "osediff") from `files` into a bundle in `out_dir`."""
+    """Convert `model_name` ("dloral" or "osediff") from `files` into a bundle in `out_dir`, its
+    floating-point tensors stored in `dtype` (a torch dtype, or "fp16", "bf16", "fp32")."""
     converters = {"dloral": _convert_dloral, "osediff": _convert_osediff}
     if model_name not in converters:
         raise WeightsError(f"no converter for {model_name!r}; known: {', '.join(converters)}")
+    if isinstance(dtype, str):
+        if dtype not in DTYPES:
+            raise WeightsError(f"unknown bundle dtype {dtype!r}; choose one of: {', '.join(DTYPES)}")
+        dtype = DTYPES[dtype]
     files = _normalise_names(files)
     tensors, config = converters[model_name](files, prompt)
     config = {**config, "model": model_name, "dtype": str(dtype).removeprefix("torch.")}

@@ -120,6 +120,8 @@ def download_weights(
     trust_unverified: bool = False,
     progress: Progress | None = None,
     registry: str | Path | None = None,
+    base_dir: str | Path | None = None,
+    dtype: str | None = None,
 ) -> list[dict]:
     """`vsrup download-weights`: download, verify and convert the named models; return their status."""
     entries = load_registry(registry)
@@ -130,8 +132,8 @@ def download_weights(
     chosen = list(entries) if all_ else list(dict.fromkeys(names))
     for name in chosen:
         pick(entries, name)
-    if (revision or local_file) and len(chosen) != 1:
-        raise UsageError("--revision and --local-file apply to one model at a time")
+    if (revision or local_file or base_dir) and len(chosen) != 1:
+        raise UsageError("--revision, --local-file and --base-dir apply to one model at a time")
     for name in chosen:
-        download(name, revision, local_file, cache_dir, progress, trust_unverified, registry)
+        download(name, revision, local_file, cache_dir, progress, trust_unverified, registry, base_dir, dtype)
     return [status(name, cache_dir, registry) for name in chosen]
