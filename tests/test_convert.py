@@ -310,7 +310,7 @@ def test_convert_command_uses_only_local_files(
 ):
     monkeypatch.setenv("VSRUP_CACHE", str(tmp_path / "cache"))
     monkeypatch.delenv("VSRUP_WEIGHTS", raising=False)
-    with pytest.raises(WeightsError, match="not converted"):
+    with pytest.raises(WeightsError, match="not converted.*vsrup convert dloral --checkpoint"):
         weights.require_bundle("dloral")
     code, out, err = run_cli(
         monkeypatch, capsys, "convert", "dloral", "--checkpoint", str(official["model.pkl"]),

@@ -200,6 +200,9 @@ def upscale(
         show_default=False,
     ),
 ) -> None:
+    from vsrup.weights import preflight
+
+    preflight(model)  # missing weights fail here, before torch and the model libraries load
     from vsrup.batch import interrupted, treat_sigterm_as_interrupt, upscale_paths
     from vsrup.engine import UpscaleSettings
     from vsrup.progress import make_reporter

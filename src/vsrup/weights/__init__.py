@@ -7,11 +7,11 @@ size before it is used, and a downloaded file that fails is deleted. Third-party
 converted once into a bundle (model.safetensors + config.json) in the vsrup cache; that bundle is all
 the loaders read.
 
-  registry    weights.toml schema and parsing        cache       paths and environment
-  verify      sha256, pins, refusing unpinned files  fetch       hub / URL / local files, resume
-  bundles     conversion driving, require_bundle     status      `vsrup models`, download_weights
-  convert     the converter (imports torch)          lora        LoRA attach and merge (peft)
-  maintainer  python -m vsrup.weights --refresh-embedded
+  registry    weights.toml schema and parsing       cache       paths and environment
+  verify      sha256, pins, refusing unpinned files fetch       hub / URL / local files, resume
+  net         "cannot reach the host" diagnosis     bundles     conversion driving, require_bundle
+  status      `vsrup models`, download_weights      maintainer  python -m vsrup.weights
+  convert     the converter (imports torch)         lora        LoRA attach and merge (peft)
 
 This package imports no torch: `convert` is imported only when a conversion runs.
 """
@@ -25,6 +25,7 @@ from vsrup.weights.bundles import (
     bundle_state,
     convert_local,
     download,
+    preflight,
     require_bundle,
 )
 from vsrup.weights.cache import ASSETS, bundle_dir, hub_cache, offline, vsrup_cache
@@ -59,6 +60,7 @@ __all__ = [
     "load_registry",
     "main",
     "offline",
+    "preflight",
     "refresh_embedded",
     "require_bundle",
     "safe_relpath",

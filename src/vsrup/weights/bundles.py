@@ -4,7 +4,8 @@ local files (`vsrup convert`), and the bundle a model loader reads (`require_bun
 A third-party checkpoint is converted once into a bundle (model.safetensors + config.json, see
 `vsrup.weights.convert`) with a source.json beside it that records which files (by their pinned
 sha256) and which converter and dtype made it; a bundle whose inputs weights.toml pins differently
-is stale. Nothing here imports torch: the converter is imported only when a conversion runs.
+is stale. Nothing here imports torch: the converter is imported only when a conversion runs, so a
+missing bundle is reported before any heavy library loads.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from vsrup.errors import OutputError, UsageError, WeightsError
 from vsrup.weights import cache
 from vsrup.weights.fetch import Progress, embedded_files, fetch_files
 from vsrup.weights.registry import Entry, FileSpec, join_inside, load_registry, pick
-from vsrup.weights.verify import check, refuse_unpinned
+from vsrup.weights.verify import check, own_copies_hint, refuse_unpinned, unpinned
 
 BUNDLE_FILES = ("model.safetensors", "config.json")
 SOURCE_JSON = "source.json"  # in a bundle: which files (by sha256) it was converted from
@@ -66,8 +67,7 @@ def download(
     if base_dir is not None and not required:
         raise UsageError(f"--base-dir applies to models converted from a base model; {name!r} needs none")
     if not trust_unverified:  # before any byte is downloaded
-        for e in ([] if local_file else [entry]) + ([] if base_dir else required):
-            refuse_unpinned(e)
+        refuse_unpinned(([] if local_file else [entry]) + ([] if base_dir else required), entry)
     if entry.convert != "none" and local_file is None and revision is None and base_dir is None:
         if bundle_state(entries, entry, dtype) == "ok":
             return cache.vsrup_cache() / name
@@ -207,7 +207,8 @@ def bundle_state(entries: dict[str, Entry], entry: Entry, dtype: str | None = No
 
 
 def require_bundle(name: str, registry: str | Path | None = None) -> Path:
-    """The folder a model loader reads: the converted bundle, or the package assets for `tiny`."""
+    """The folder a model loader reads: the converted bundle, or the package assets for `tiny`.
+    Cheap (no torch): callers check it before they import any model code."""
     entries = load_registry(registry)
     entry = pick(entries, name)
     if entry.source == "embedded":
@@ -216,14 +217,27 @@ def require_bundle(name: str, registry: str | Path | None = None) -> Path:
     if entry.convert == "none":
         raise UsageError(f"{name!r} is a base model used by conversion, not a model to load")
     state = bundle_state(entries, entry)
-    if state == "missing":
-        raise WeightsError(f"weights for {name!r} are not converted; run: vsrup download-weights {name}")
-    if state == "stale":
-        raise WeightsError(
-            f"weights for {name!r} were converted from files that weights.toml no longer pins;"
-            f" run: vsrup download-weights {name}"
-        )
-    return cache.vsrup_cache() / name
+    if state == "ok":
+        return cache.vsrup_cache() / name
+    why = (
+        "are not converted" if state == "missing" else "were converted from files weights.toml no longer pins"
+    )
+    needed = [entry, *(entries[r] for r in entry.requires)]
+    if not any(unpinned(e) for e in needed):
+        raise WeightsError(f"weights for {name!r} {why}; run: vsrup download-weights {name}")
+    raise WeightsError(
+        f"weights for {name!r} {why}, and weights.toml pins no sha256 for them yet. Either download"
+        f" them unverified: `vsrup download-weights {name} --trust-unverified` (prints their sha256),"
+        f" or use your own copies: {own_copies_hint(entry)}"
+    )
+
+
+def preflight(model: str, registry: str | Path | None = None) -> None:
+    """Fail fast, before any model code is imported, when a named model's bundle is not ready
+    (a bundle folder, `tiny`, `bicubic` or an unknown name are left to the model loader)."""
+    entries = load_registry(registry)
+    if model in entries and entries[model].convert != "none":
+        require_bundle(model, registry)
 
 
 def _check_dtype(dtype: str | None) -> None:

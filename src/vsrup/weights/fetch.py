@@ -8,14 +8,16 @@ import http.client
 import os
 import shutil
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
 from vsrup.errors import UsageError, WeightsError
 from vsrup.weights import cache
+from vsrup.weights.net import cannot_connect, connect_failure
 from vsrup.weights.registry import Entry, Location, join_inside, safe_relpath
-from vsrup.weights.verify import check, discard, log, verify_file
+from vsrup.weights.verify import check, discard, log, own_copies_hint, verify_file
 
 # progress(file name, bytes done, total bytes or None), called as bytes arrive.
 Progress = Callable[[str, int, "int | None"], None]
@@ -23,6 +25,10 @@ Progress = Callable[[str, int, "int | None"], None]
 
 class _SourceFailed(Exception):
     """One location could not deliver good files; the next one is tried."""
+
+
+class _Unreachable(_SourceFailed):
+    """No connection could be made at all (no network, unknown host, refused): nothing was interrupted."""
 
 
 def fetch_files(
@@ -49,18 +55,24 @@ def fetch_files(
     imported = imported_files(entry)
     if imported is not None:
         return imported
-    failures = []
+    failures: dict[str, list[str]] = {}  # reason → the locations that failed for it, in order
+    unreachable = True
     for location in locations:
         try:
             return _fetch_from(entry, location, cache_dir, progress)
         except _SourceFailed as e:
-            failures.append(f"{location}: {e}")
-    hint = (
-        f"HF_HUB_OFFLINE is set and they are not cached; run `vsrup download-weights {entry.name}` online"
-        if cache.offline()
-        else "or download the file yourself and pass --local-file"
-    )
-    raise WeightsError(f"could not get weights for {entry.name!r} ({'; '.join(failures)}); {hint}")
+            failures.setdefault(str(e), []).append(str(location))
+            unreachable &= isinstance(e, _Unreachable)
+    if cache.offline():
+        hint = (
+            f"HF_HUB_OFFLINE is set and they are not cached; run `vsrup download-weights {entry.name}` online"
+        )
+    elif unreachable:
+        hint = f"check the network connection, or use your own copies: {own_copies_hint(entry)}"
+    else:
+        hint = "or download the file yourself and pass --local-file"
+    reasons = "; ".join(f"{', '.join(where)}: {why}" for why, where in failures.items())
+    raise WeightsError(f"could not get weights for {entry.name!r} ({reasons}); {hint}")
 
 
 def embedded_files(entry: Entry) -> dict[str, Path]:
@@ -138,9 +150,19 @@ def _fetch_from(
 
 
 def _hub_file(location: Location, name: str, cache_dir: str | Path | None, progress: Progress | None) -> Path:
-    from huggingface_hub import hf_hub_download  # imported late: `vsrup --help` need not pay for it
+    from huggingface_hub import hf_hub_download, try_to_load_from_cache  # late: `vsrup --help` skips it
 
     root = cache.hub_cache(cache_dir)
+    endpoint = (os.environ.get("HF_ENDPOINT") or "").rstrip("/") or None
+    # huggingface_hub retries a refused connection for half a minute, and never says so plainly:
+    # look first whether the hub can be reached at all; if not, only a cached file will do.
+    why = None if cache.offline() else cannot_connect(endpoint or "https://huggingface.co")
+    if why:
+        cached = try_to_load_from_cache(location.repo, name, cache_dir=root, revision=location.revision)
+        if not isinstance(cached, str):
+            host = urllib.parse.urlsplit(endpoint or "https://huggingface.co").netloc
+            raise _Unreachable(f"cannot reach the hub at {host}: {why}")
+        return Path(cached)
     try:
         path = hf_hub_download(
             location.repo,
@@ -148,15 +170,23 @@ def _hub_file(location: Location, name: str, cache_dir: str | Path | None, progr
             revision=location.revision,
             cache_dir=root,
             # huggingface_hub read HF_ENDPOINT and HF_HUB_OFFLINE when it was imported; pass today's.
-            endpoint=(os.environ.get("HF_ENDPOINT") or "").rstrip("/") or None,
+            endpoint=endpoint,
             local_files_only=cache.offline(),
             tqdm_class=progress_bar(progress, name) if progress else None,
         )
     except Exception as e:  # any failure of this location (HTTP, network, cache) → try the next one
-        raise _SourceFailed(_hub_reason(e)) from e
+        raise _hub_failure(e) from e
     if not Path(path).resolve().is_relative_to(root.resolve()):
         raise WeightsError(f"the hub cache returned {path}, outside {root}")
     return Path(path)
+
+
+def _hub_failure(e: Exception) -> _SourceFailed:
+    why = connect_failure(e)
+    if why:
+        host = urllib.parse.urlsplit(os.environ.get("HF_ENDPOINT") or "https://huggingface.co").netloc
+        return _Unreachable(f"cannot reach the hub at {host}: {why}")
+    return _SourceFailed(_hub_reason(e))
 
 
 def _hub_reason(e: Exception) -> str:
@@ -211,6 +241,10 @@ def _url_file(url: str, dest: Path, size: int | None, progress: Progress | None,
             break
         except urllib.error.HTTPError as e:
             raise _SourceFailed(f"HTTP {e.code} {e.reason}") from e
+        except urllib.error.URLError as e:  # raised only while connecting and sending the request
+            kept = "; the partial download is kept: run again to resume" if part.exists() else ""
+            host = urllib.parse.urlsplit(url).netloc
+            raise _Unreachable(f"cannot reach {host}: {connect_failure(e) or e.reason}{kept}") from e
         except (OSError, http.client.HTTPException) as e:  # dropped connection, timeout: resume
             if attempt == attempts:
                 raise _SourceFailed(f"download kept failing ({e}); run again to resume") from e

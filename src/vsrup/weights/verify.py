@@ -47,13 +47,36 @@ def check(path: Path, f: FileSpec) -> None:
         )
 
 
-def refuse_unpinned(entry: Entry) -> None:
-    unpinned = [f.name for f in entry.files if not f.pinned]
-    if unpinned and entry.source != "embedded":  # our own embedded files are trusted as shipped
+def unpinned(entry: Entry) -> list[str]:
+    """Names of entry's files that weights.toml pins no sha256 for (our embedded files are trusted)."""
+    return [] if entry.source == "embedded" else [f.name for f in entry.files if not f.pinned]
+
+
+def refuse_unpinned(downloads: list[Entry], model: Entry) -> None:
+    """Refuse to download files vsrup cannot verify (before any byte is fetched), naming every way
+    forward for `model`, the model asked for."""
+    missing = [f"{e.name}: {_some(names, len(e.files))}" for e in downloads if (names := unpinned(e))]
+    if missing:
         raise WeightsError(
-            f"weights.toml pins no sha256 for {entry.name}: {', '.join(unpinned)}, so vsrup cannot verify"
-            " them; a maintainer must pin them, or pass --trust-unverified to use them anyway"
+            f"weights.toml pins no sha256 for {'; '.join(missing)}, so vsrup cannot verify a download;"
+            f" pass --trust-unverified to download them anyway, or use your own copies:"
+            f" {own_copies_hint(model)}"
         )
+
+
+def _some(names: list[str], total: int) -> str:
+    return f"all {total} files" if len(names) == total > 2 else ", ".join(names)
+
+
+def own_copies_hint(entry: Entry) -> str:
+    """The routes that need no download: the user's own checkpoint (and base model folder)."""
+    if not entry.requires:
+        return f"`vsrup download-weights {entry.name} --local-file FILE_OR_FOLDER`"
+    return (
+        f"`vsrup download-weights {entry.name} --local-file CHECKPOINT --base-dir BASE_DIR`"
+        f" or `vsrup convert {entry.name} --checkpoint CHECKPOINT --base BASE_DIR`"
+        f" (BASE_DIR: a local {', '.join(entry.requires)} folder in the diffusers layout)"
+    )
 
 
 def discard(path: Path) -> None:
