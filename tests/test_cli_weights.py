@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import test_weights
-from conftest import run_cli
+from conftest import make_clip, run_cli
 from test_weights import blob, hub_entry, registry, url_entry
 from typer.testing import CliRunner
 
@@ -146,3 +146,12 @@ def test_download_options_are_checked(tmp_path, monkeypatch, capsys, option):
     monkeypatch.delenv("VSRUP_WEIGHTS", raising=False)
     code, _, err = run_cli(monkeypatch, capsys, "download-weights", "tiny", *option)
     assert code == 2 and "Traceback" not in err
+
+
+def test_prompt_reaches_the_model_loader(tmp_path, monkeypatch, capsys):
+    clip = make_clip(tmp_path / "in.mp4", frames=4)
+    args = ["upscale", str(clip), str(tmp_path / "o.mp4"), "-m", "tiny", "-q", "--prompt", "a dog"]
+    code, _, err = run_cli(monkeypatch, capsys, *args)
+    assert code == 2
+    assert "--prompt applies to dloral, osediff, not to the tiny model" in one_line(err)
+    assert not (tmp_path / "o.mp4").exists()

@@ -22,7 +22,7 @@ from tiny_sd import (
 )
 
 from vsrup import weights
-from vsrup.errors import WeightsError
+from vsrup.errors import UsageError, WeightsError
 from vsrup.models import load_model
 from vsrup.models.dloral import DLoRAL
 from vsrup.models.osediff import OSEDiff
@@ -245,7 +245,7 @@ def test_prompt_embedding_from_a_clip_text_encoder(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------
-# Bundle dtype, and the user's own files (vsrup convert)
+# Bundle dtype, the user's own files (vsrup convert), and --prompt
 
 
 @pytest.fixture(scope="module")
@@ -322,6 +322,7 @@ def test_convert_command_uses_only_local_files(
     assert out.strip() == f"dloral: ready  {bundle}"
     config, tensors = read_bundle(bundle)
     assert config["dtype"] == "float32" and tensors["unet.conv_in.weight"].dtype == torch.float32
+    assert config["text_encoder"]["path"] == str(base_folder / "text_encoder")
     source = json.loads((bundle / "source.json").read_text())
     assert source["dtype"] == "fp32" and source["files"]["model.pkl"] is None  # unpinned: recorded as such
     assert "vae/diffusion_pytorch_model.safetensors" in source["files"]
@@ -362,3 +363,60 @@ def test_convert_never_replaces_a_folder_that_is_not_a_bundle(
     )  # fmt: skip
     assert code == 4 and "is not a converted bundle" in err
     assert (tmp_path / "photos" / "keep.jpg").read_bytes() == b"mine"
+
+
+@pytest.fixture(scope="module")
+def prompted_bundle(official, base_folder, tmp_path_factory) -> Path:
+    files = {k: v for k, v in official.items() if k != "prompt_embeds.safetensors"}
+    files |= {
+        "text_encoder/config.json": base_folder / "text_encoder" / "config.json",
+        "tokenizer/vocab.json": base_folder / "tokenizer" / "vocab.json",
+    }
+    return convert("osediff", files, tmp_path_factory.mktemp("bundle") / "osediff", dtype="fp32")
+
+
+def clip_embedding(base_folder: Path, prompt: str) -> torch.Tensor:
+    from transformers import CLIPTextModel, CLIPTokenizer
+
+    ids = CLIPTokenizer.from_pretrained(str(base_folder / "tokenizer"))(
+        prompt, max_length=77, padding="max_length", return_tensors="pt"
+    ).input_ids
+    with torch.no_grad():
+        return CLIPTextModel.from_pretrained(str(base_folder / "text_encoder")).eval()(ids)[0]
+
+
+def test_the_empty_prompt_is_stored_at_conversion_and_needs_no_text_encoder(
+    prompted_bundle, base_folder, monkeypatch
+):
+    def no_encoder(*args):
+        raise AssertionError("the text encoder was loaded for the empty prompt")
+
+    monkeypatch.setattr("vsrup.weights.prompt.encode_prompt", no_encoder)
+    model = load_model(str(prompted_bundle), 4, torch.device("cpu"), torch.float32)
+    torch.testing.assert_close(model.prompt_embeds, clip_embedding(base_folder, ""), atol=0, rtol=0)
+
+
+def test_a_prompt_is_encoded_once_then_read_from_the_cache(
+    prompted_bundle, base_folder, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("VSRUP_CACHE", str(tmp_path))
+    model = load_model(str(prompted_bundle), 4, torch.device("cpu"), torch.float32, prompt="a b")
+    expected = clip_embedding(base_folder, "a b")
+    torch.testing.assert_close(model.prompt_embeds, expected, atol=0, rtol=0)
+    assert not torch.equal(expected, clip_embedding(base_folder, ""))
+    assert len(list((tmp_path / "prompts").glob("*.safetensors"))) == 1
+
+    calls = []
+    monkeypatch.setattr("vsrup.weights.prompt.encode_prompt", lambda *a: calls.append(a) or expected)
+    again = load_model(str(prompted_bundle), 4, torch.device("cpu"), torch.float32, prompt="a b")
+    assert calls == [] and torch.equal(again.prompt_embeds, model.prompt_embeds)
+    load_model(str(prompted_bundle), 4, torch.device("cpu"), torch.float32, prompt="b a")
+    assert len(calls) == 1  # another prompt is another cache entry
+
+
+def test_prompt_needs_a_recorded_text_encoder_and_an_sd_model(official, tmp_path):
+    bundle = convert("osediff", official, tmp_path / "no-encoder")  # from prompt_embeds.safetensors
+    with pytest.raises(WeightsError, match="records no text encoder"):
+        load_model(str(bundle), 4, torch.device("cpu"), torch.float32, prompt="a")
+    with pytest.raises(UsageError, match="--prompt applies to dloral, osediff, not to the tiny model"):
+        load_model("tiny", 4, torch.device("cpu"), torch.float32, prompt="a")

@@ -199,6 +199,13 @@ def upscale(
         'cluster) or ray://HEAD:10001. Needs pip install "vsrup\\[ray]".',
         show_default=False,
     ),
+    prompt: str = typer.Option(
+        "",
+        "--prompt",
+        help="Text the diffusion models (dloral, osediff) condition on, e.g. a caption of the video "
+        "(default: empty, as converted). Encoded once by the SD 2.1 text encoder, then cached.",
+        show_default=False,
+    ),
 ) -> None:
     from vsrup.weights import preflight
 
@@ -224,6 +231,7 @@ def upscale(
         start=start,
         end=end,
         max_memory_gib=max_memory,
+        prompt=prompt,
     )
     if dry_run:
         from vsrup.estimate import dry_run as estimate_run

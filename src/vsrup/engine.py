@@ -48,6 +48,7 @@ class UpscaleSettings:
     start: str | None = None  # --start/--end: upscale only this part (video only; see segments.py)
     end: str | None = None
     max_memory_gib: float | None = None  # --max-memory: plan (and on CUDA cap) device memory to this
+    prompt: str = ""  # --prompt: what the diffusion models condition on (empty: the converted default)
 
     @property
     def max_memory_bytes(self) -> int | None:
@@ -82,7 +83,9 @@ class Upscaler:
         self.settings = settings
         self.device = resolve_device(settings.device)
         self.dtype = resolve_dtype(settings.dtype, self.device)
-        self.model = models.load_model(settings.model, settings.scale, self.device, self.dtype)
+        self.model = models.load_model(
+            settings.model, settings.scale, self.device, self.dtype, settings.prompt
+        )
         self.model.tiles.latent_tile = settings.tile or 0
         smallest = 2 * self.model.tiles.latent_overlap  # tiles overlap by latent_overlap each side
         if settings.tile and settings.tile < smallest:

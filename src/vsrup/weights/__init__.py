@@ -12,8 +12,9 @@ the loaders read.
   net         "cannot reach the host" diagnosis     bundles     conversion driving, require_bundle
   status      `vsrup models`, download_weights      maintainer  python -m vsrup.weights
   convert     the converter (imports torch)         lora        LoRA attach and merge (peft)
+  prompt      text embeddings of --prompt (torch)
 
-This package imports no torch: `convert` is imported only when a conversion runs.
+This package imports no torch: `convert` and `prompt` are imported only where they are used.
 """
 
 from __future__ import annotations

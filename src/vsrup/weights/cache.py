@@ -2,7 +2,7 @@
 variables once, at import): the Hugging Face hub cache and the vsrup cache.
 
 Hub files live in the Hugging Face cache (HF_HUB_CACHE, else HF_HOME/hub); URL downloads, imported
-local files and converted bundles live in the vsrup cache (VSRUP_CACHE, else
+local files, converted bundles and prompt embeddings live in the vsrup cache (VSRUP_CACHE, else
 $XDG_CACHE_HOME/vsrup, else ~/.cache/vsrup).
 """
 
@@ -44,6 +44,11 @@ def vsrup_cache() -> Path:
 def downloads_dir(name: str) -> Path:
     """Where URL downloads and imported --local-file copies of model `name` live."""
     return vsrup_cache() / "downloads" / name
+
+
+def prompts_dir() -> Path:
+    """Where text embeddings of user prompts are cached (one safetensors file per prompt and encoder)."""
+    return vsrup_cache() / "prompts"
 
 
 def assets_dir() -> Path:

@@ -4,7 +4,8 @@ The only place a third-party pickle is read, and only with torch.load(weights_on
 adapters are attached with peft exactly as the references do (see `lora`), loaded, and merged into
 the base weights in the checkpoint's precision. The result — UNet, VAE, (CFR), prompt embedding — is
 cast to the bundle's dtype (fp16 by default; fp32 keeps the reference's weights bit for bit) and
-written as one safetensors file + config.json, which records the dtype.
+written as one safetensors file + config.json, which records the dtype and the text encoder used
+(so that `--prompt` can encode other prompts later).
 
 `files` maps names to local paths. Names are the file paths inside their source repositories:
   dloral:  "model.pkl"
@@ -49,6 +50,7 @@ from vsrup.weights.lora import (
     load_partial,
     merge_adapters,
 )
+from vsrup.weights.prompt import encode_prompt, text_encoder_record
 
 DEFAULT_PROMPT = ""  # the references caption each clip with RAM tags; we have no tagger at runtime
 DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
@@ -72,7 +74,12 @@ def convert(
         dtype = DTYPES[dtype]
     files = _normalise_names(files)
     tensors, config = converters[model_name](files, prompt)
-    config = {**config, "model": model_name, "dtype": str(dtype).removeprefix("torch.")}
+    config = {
+        **config,
+        "model": model_name,
+        "dtype": str(dtype).removeprefix("torch."),
+        "text_encoder": _text_encoder(files),
+    }
     return write_bundle(Path(out_dir), {k: _cast(v, dtype) for k, v in tensors.items()}, config)
 
 
@@ -234,24 +241,12 @@ def prompt_embedding(files: Mapping[str, Path], prompt: str, width: int) -> torc
     return embeds.float()
 
 
-@torch.no_grad()
-def encode_prompt(text_encoder_dir: Path, tokenizer_dir: Path, prompt: str) -> torch.Tensor:
-    """CLIP last hidden state of `prompt`, padded to the tokenizer's 77 tokens (as the references'
-    `encode_prompt`)."""
-    try:
-        from transformers import CLIPTextModel, CLIPTokenizer
-    except ImportError as exc:  # pragma: no cover - transformers is optional
-        raise WeightsError("computing a prompt embedding needs `pip install transformers`") from exc
-    tokenizer = CLIPTokenizer.from_pretrained(str(tokenizer_dir))
-    encoder = CLIPTextModel.from_pretrained(str(text_encoder_dir)).eval()
-    ids = tokenizer(
-        prompt,
-        max_length=tokenizer.model_max_length,
-        padding="max_length",
-        truncation=True,
-        return_tensors="pt",
-    ).input_ids
-    return encoder(ids)[0].float()
+def _text_encoder(files: Mapping[str, Path]) -> dict[str, Any] | None:
+    """Where the SD2.1-base text encoder given for conversion is, for `--prompt` (None: not given)."""
+    if "text_encoder/config.json" not in files:
+        return None
+    tokenizer = _pick(files, "tokenizer/vocab.json", "tokenizer/tokenizer_config.json").parent
+    return text_encoder_record(_pick(files, "text_encoder/config.json").parent, tokenizer)
 
 
 def _prefixed(prefix: str, module: nn.Module) -> dict[str, torch.Tensor]:
