@@ -447,7 +447,7 @@ def download_weights_command(
     dtype: BundleDtype = typer.Option(
         None,
         "--dtype",
-        help="Precision of the converted weights (default fp16; fp32 reproduces the references exactly).",
+        help="Precision of the converted weights (default fp16; fp32 keeps the reference weights exactly).",
         show_default=False,
     ),
 ) -> None:
@@ -499,7 +499,9 @@ def convert_command(
         None, "--out", help="Bundle folder to write (default: the vsrup cache).", show_default=False
     ),
     dtype: BundleDtype = typer.Option(
-        "fp16", "--dtype", help="Precision of the converted weights (fp32 reproduces the references exactly)."
+        "fp16",
+        "--dtype",
+        help="Precision of the converted weights (fp32 keeps the reference weights exactly).",
     ),
 ) -> None:
     from vsrup import weights
