@@ -9,25 +9,42 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import run_cli
 from PIL import Image
 from safetensors import safe_open
-from tiny_sd import TINY_UNET, TINY_VAE, write_dloral_pkl, write_osediff_pkl, write_sd21_base
+from tiny_sd import (
+    TINY_UNET,
+    TINY_VAE,
+    write_dloral_pkl,
+    write_osediff_pkl,
+    write_sd21_base,
+    write_text_encoder,
+)
 
-from vsrup.convert import (
+from vsrup import weights
+from vsrup.errors import UsageError, WeightsError
+from vsrup.models import load_model
+from vsrup.models.dloral import DLoRAL
+from vsrup.models.osediff import OSEDiff
+from vsrup.models.sd import (
+    build_unet,
+    build_vae,
+    load_pickle,
+    load_weights,
+    read_bundle,
+    read_tensors,
+    rename_deprecated_vae_keys,
+    vae_encode_mean,
+)
+from vsrup.weights.convert import convert, prompt_embedding
+from vsrup.weights.lora import (
     DLORAL_ADAPTERS,
     OSEDIFF_UNET_ADAPTERS,
     OSEDIFF_VAE_ADAPTERS,
     attach_adapters,
-    convert,
     load_partial,
     merge_adapters,
-    prompt_embedding,
 )
-from vsrup.errors import WeightsError
-from vsrup.models import load_model
-from vsrup.models.dloral import DLoRAL
-from vsrup.models.osediff import OSEDiff
-from vsrup.models.sd import build_unet, build_vae, load_pickle, load_weights, read_tensors, vae_encode_mean
 
 FRAMES = Path(__file__).resolve().parents[2] / "shared" / "data" / "frames" / "vimeo_septuplet"
 
@@ -225,3 +242,181 @@ def test_prompt_embedding_from_a_clip_text_encoder(tmp_path):
     torch.testing.assert_close(embeds, encoder.eval()(torch.tensor([ids]))[0])
     with pytest.raises(WeightsError, match="expected"):
         prompt_embedding(files, "a", 1024)
+
+
+# ---------------------------------------------------------------------------------------------
+# Bundle dtype, the user's own files (vsrup convert), and --prompt
+
+
+@pytest.fixture(scope="module")
+def base_folder(tmp_path_factory) -> Path:
+    """A local SD2.1-base folder in the diffusers layout with a tiny CLIP text encoder (no
+    prompt_embeds.safetensors: the empty prompt is encoded at conversion)."""
+    root = tmp_path_factory.mktemp("sd21")
+    write_sd21_base(root)
+    (root / "prompt_embeds.safetensors").unlink()
+    return write_text_encoder(root)
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    """Any attempt to open a connection fails the test."""
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a network connection was attempted")
+
+    monkeypatch.setattr("socket.socket.connect", refuse)
+    monkeypatch.setattr("socket.create_connection", refuse)
+
+
+@torch.no_grad()
+def test_fp32_conversion_round_trips_the_checkpoint_exactly(official, tmp_path):
+    bundle = convert("dloral", official, tmp_path / "fp32", dtype="fp32")
+    config, tensors = read_bundle(bundle)
+    assert config["dtype"] == "float32"
+
+    vae = rename_deprecated_vae_keys(read_tensors(official["vae/diffusion_pytorch_model.safetensors"]))
+    assert all(torch.equal(tensors[f"vae.{k}"], v) for k, v in vae.items())
+    ckpt = load_pickle(official["model.pkl"])
+    unet = build_unet({**TINY_UNET, "in_channels": 8}, empty=True)
+    tuner = attach_adapters(unet, ckpt, DLORAL_ADAPTERS)
+    load_weights(unet, ckpt["state_dict_unet"], "test", assign=True)
+    merged = merge_adapters(tuner, DLORAL_ADAPTERS).state_dict()
+    assert merged.keys() == {k[5:] for k in tensors if k.startswith("unet.")}
+    assert all(torch.equal(tensors[f"unet.{k}"], v) for k, v in merged.items())
+
+    model = DLoRAL.from_bundle(bundle, "cpu", torch.float32)  # loading in the bundle's dtype: no change
+    loaded = {
+        f"{part}.{k}": v
+        for part in ("unet", "vae", "cfr")
+        for k, v in getattr(model, part).state_dict().items()
+    }
+    assert all(torch.equal(loaded[k], tensors[k]) for k in loaded)
+    assert torch.equal(model.prompt_embeds, tensors["prompt_embeds"])
+
+
+@torch.no_grad()
+def test_bf16_bundle_records_its_dtype_and_loading_in_fp32_casts(official, tmp_path):
+    bundle = convert("osediff", official, tmp_path / "bf16", dtype="bf16")
+    config, tensors = read_bundle(bundle)
+    assert config["dtype"] == "bfloat16" and tensors["unet.conv_in.weight"].dtype == torch.bfloat16
+    model = OSEDiff.from_bundle(bundle, "cpu", torch.float32)
+    assert model.unet.conv_in.weight.dtype == torch.float32
+    assert torch.equal(model.unet.conv_in.weight, tensors["unet.conv_in.weight"].float())
+
+
+def test_convert_command_uses_only_local_files(
+    official, base_folder, tmp_path, monkeypatch, capsys, no_network
+):
+    monkeypatch.setenv("VSRUP_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("VSRUP_WEIGHTS", raising=False)
+    with pytest.raises(WeightsError, match="not converted.*vsrup convert dloral --checkpoint"):
+        weights.require_bundle("dloral")
+    code, out, err = run_cli(
+        monkeypatch, capsys, "convert", "dloral", "--checkpoint", str(official["model.pkl"]),
+        "--base", str(base_folder), "--dtype", "fp32",
+    )  # fmt: skip
+
+    assert code == 0, err
+    bundle = weights.require_bundle("dloral")  # where `--model dloral` finds it
+    assert out.strip() == f"dloral: ready  {bundle}"
+    config, tensors = read_bundle(bundle)
+    assert config["dtype"] == "float32" and tensors["unet.conv_in.weight"].dtype == torch.float32
+    assert config["text_encoder"]["path"] == str(base_folder / "text_encoder")
+    source = json.loads((bundle / "source.json").read_text())
+    assert source["dtype"] == "fp32" and source["files"]["model.pkl"] is None  # unpinned: recorded as such
+    assert "vae/diffusion_pytorch_model.safetensors" in source["files"]
+
+
+def test_download_weights_with_a_local_checkpoint_and_base_folder_needs_no_network(
+    official, base_folder, tmp_path, monkeypatch, capsys, no_network
+):
+    monkeypatch.setenv("VSRUP_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("VSRUP_WEIGHTS", raising=False)
+    args = ["download-weights", "osediff", "--local-file", str(official["osediff.pkl"])]
+    code, out, _ = run_cli(monkeypatch, capsys, *args, "--base-dir", str(base_folder))
+
+    assert code == 0 and "osediff: ready" in out
+    assert read_bundle(weights.require_bundle("osediff"))[0]["dtype"] == "float16"  # the default
+
+
+def test_a_base_folder_without_the_needed_files_is_named(official, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("VSRUP_CACHE", str(tmp_path / "cache"))
+    (tmp_path / "empty").mkdir()
+    code, _, err = run_cli(
+        monkeypatch, capsys, "convert", "osediff", "--checkpoint", str(official["osediff.pkl"]),
+        "--base", str(tmp_path / "empty"),
+    )  # fmt: skip
+    assert code == 5 and "has no unet/diffusion_pytorch_model.safetensors" in err
+    code, _, err = run_cli(monkeypatch, capsys, "convert", "tiny", "--checkpoint", "x", "--base", "y")
+    assert code == 2 and "needs no conversion; choose one of: dloral, osediff" in err
+
+
+def test_convert_never_replaces_a_folder_that_is_not_a_bundle(
+    official, base_folder, tmp_path, monkeypatch, capsys
+):
+    (tmp_path / "photos").mkdir()
+    (tmp_path / "photos" / "keep.jpg").write_bytes(b"mine")
+    code, _, err = run_cli(
+        monkeypatch, capsys, "convert", "dloral", "--checkpoint", str(official["model.pkl"]),
+        "--base", str(base_folder), "--out", str(tmp_path / "photos"),
+    )  # fmt: skip
+    assert code == 4 and "is not a converted bundle" in err
+    assert (tmp_path / "photos" / "keep.jpg").read_bytes() == b"mine"
+
+
+@pytest.fixture(scope="module")
+def prompted_bundle(official, base_folder, tmp_path_factory) -> Path:
+    files = {k: v for k, v in official.items() if k != "prompt_embeds.safetensors"}
+    files |= {
+        "text_encoder/config.json": base_folder / "text_encoder" / "config.json",
+        "tokenizer/vocab.json": base_folder / "tokenizer" / "vocab.json",
+    }
+    return convert("osediff", files, tmp_path_factory.mktemp("bundle") / "osediff", dtype="fp32")
+
+
+def clip_embedding(base_folder: Path, prompt: str) -> torch.Tensor:
+    from transformers import CLIPTextModel, CLIPTokenizer
+
+    ids = CLIPTokenizer.from_pretrained(str(base_folder / "tokenizer"))(
+        prompt, max_length=77, padding="max_length", return_tensors="pt"
+    ).input_ids
+    with torch.no_grad():
+        return CLIPTextModel.from_pretrained(str(base_folder / "text_encoder")).eval()(ids)[0]
+
+
+def test_the_empty_prompt_is_stored_at_conversion_and_needs_no_text_encoder(
+    prompted_bundle, base_folder, monkeypatch
+):
+    def no_encoder(*args):
+        raise AssertionError("the text encoder was loaded for the empty prompt")
+
+    monkeypatch.setattr("vsrup.weights.prompt.encode_prompt", no_encoder)
+    model = load_model(str(prompted_bundle), 4, torch.device("cpu"), torch.float32)
+    torch.testing.assert_close(model.prompt_embeds, clip_embedding(base_folder, ""), atol=0, rtol=0)
+
+
+def test_a_prompt_is_encoded_once_then_read_from_the_cache(
+    prompted_bundle, base_folder, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("VSRUP_CACHE", str(tmp_path))
+    model = load_model(str(prompted_bundle), 4, torch.device("cpu"), torch.float32, prompt="a b")
+    expected = clip_embedding(base_folder, "a b")
+    torch.testing.assert_close(model.prompt_embeds, expected, atol=0, rtol=0)
+    assert not torch.equal(expected, clip_embedding(base_folder, ""))
+    assert len(list((tmp_path / "prompts").glob("*.safetensors"))) == 1
+
+    calls = []
+    monkeypatch.setattr("vsrup.weights.prompt.encode_prompt", lambda *a: calls.append(a) or expected)
+    again = load_model(str(prompted_bundle), 4, torch.device("cpu"), torch.float32, prompt="a b")
+    assert calls == [] and torch.equal(again.prompt_embeds, model.prompt_embeds)
+    load_model(str(prompted_bundle), 4, torch.device("cpu"), torch.float32, prompt="b a")
+    assert len(calls) == 1  # another prompt is another cache entry
+
+
+def test_prompt_needs_a_recorded_text_encoder_and_an_sd_model(official, tmp_path):
+    bundle = convert("osediff", official, tmp_path / "no-encoder")  # from prompt_embeds.safetensors
+    with pytest.raises(WeightsError, match="records no text encoder"):
+        load_model(str(bundle), 4, torch.device("cpu"), torch.float32, prompt="a")
+    with pytest.raises(UsageError, match="--prompt applies to dloral, osediff, not to the tiny model"):
+        load_model("tiny", 4, torch.device("cpu"), torch.float32, prompt="a")

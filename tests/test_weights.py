@@ -120,7 +120,7 @@ def hub(tmp_path, monkeypatch):
 
 @pytest.fixture
 def converter(monkeypatch):
-    """A stand-in vsrup.convert that records its inputs and writes a bundle."""
+    """A stand-in vsrup.weights.convert that records its inputs and writes a bundle."""
     calls = []
 
     def convert(model_name: str, files: dict[str, Path], out_dir: Path) -> Path:
@@ -129,7 +129,7 @@ def converter(monkeypatch):
         (out_dir / "config.json").write_text(json.dumps({"model": model_name}))
         return out_dir
 
-    monkeypatch.setitem(sys.modules, "vsrup.convert", types.SimpleNamespace(convert=convert))
+    monkeypatch.setitem(sys.modules, "vsrup.weights.convert", types.SimpleNamespace(convert=convert))
     return calls
 
 
@@ -201,7 +201,7 @@ def test_progress_reaches_the_callback_through_huggingface_hubs_xet_reporter():
     # Large hub files download through Xet, which drives its bars with more of tqdm's interface.
     xet = pytest.importorskip("huggingface_hub.utils._xet_progress_reporting")
     seen = []
-    bar = weights._progress_bar(lambda *e: seen.append(e), "w.bin")
+    bar = weights.fetch.progress_bar(lambda *e: seen.append(e), "w.bin")
     report = types.SimpleNamespace(
         total_bytes_completed=600,
         total_transfer_bytes_completed=400,
@@ -497,7 +497,7 @@ def test_refresh_embedded_pins_the_shipped_files(tmp_path, monkeypatch):
         'convert = "none"\nfiles = [\n    { name = "t_x4.safetensors" },\n    { name = "t_x2.safetensors" },\n]\n'
     )
     reg = registry(tmp_path, text)
-    monkeypatch.setattr(weights, "ASSETS", assets)
+    monkeypatch.setattr(weights.cache, "ASSETS", assets)
 
     assert weights.refresh_embedded(reg, assets) == ["t_x4.safetensors"]
 
@@ -549,9 +549,9 @@ def test_download_weights_and_list_models_report_what_is_ready(hub, tmp_path):
 
 @pytest.mark.slow  # about 15 s: imports torch, diffusers and peft, converts a tiny checkpoint
 def test_dloral_download_feeds_the_real_converter(hub, tmp_path):
-    """The whole path with the real vsrup.convert on tiny checkpoints in the official layouts."""
+    """The whole path with the real vsrup.weights.convert on tiny checkpoints in the official layouts."""
     tiny_sd = pytest.importorskip("tiny_sd")
-    pytest.importorskip("vsrup.convert")
+    pytest.importorskip("vsrup.weights.convert")
     import torch
     from safetensors.torch import load_file
 

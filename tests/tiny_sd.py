@@ -182,7 +182,7 @@ def write_sd21_base(
     root: Path, seed: int = 2, embed_dim: int = TINY_UNET["cross_attention_dim"]
 ) -> dict[str, Path]:
     """unet/, vae/ (config + safetensors, the VAE with pre-0.15 attention names as on the hub
-    mirrors) and a prompt embedding; returns the `files` mapping `vsrup.convert` takes."""
+    mirrors) and a prompt embedding; returns the `files` mapping `vsrup.weights.convert` takes."""
     torch.manual_seed(seed)
     files = {}
     for name, model, config in (
@@ -208,3 +208,30 @@ def write_sd21_base(
     )
     files["prompt_embeds.safetensors"] = root / "prompt_embeds.safetensors"
     return files
+
+
+def write_text_encoder(root: Path, width: int = TINY_UNET["cross_attention_dim"], seed: int = 3) -> Path:
+    """A tiny random CLIP text encoder and tokenizer in the SD2.1-base layout (text_encoder/,
+    tokenizer/) under root, `width` wide like the UNet's cross-attention; returns root."""
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    tokenizer = root / "tokenizer"
+    tokenizer.mkdir(parents=True, exist_ok=True)
+    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1, "a</w>": 2, "b</w>": 3, "a": 4, "b": 5}
+    (tokenizer / "vocab.json").write_text(json.dumps(vocab))
+    (tokenizer / "merges.txt").write_text("#version: 0.2\n")
+    (tokenizer / "tokenizer_config.json").write_text(json.dumps({"model_max_length": PROMPT_LEN}))
+    torch.manual_seed(seed)
+    config = CLIPTextConfig(
+        vocab_size=len(vocab),
+        hidden_size=width,
+        intermediate_size=37,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        max_position_embeddings=PROMPT_LEN,
+        bos_token_id=0,
+        eos_token_id=1,
+        pad_token_id=1,
+    )
+    CLIPTextModel(config).save_pretrained(root / "text_encoder")
+    return root

@@ -59,6 +59,7 @@ class UpscaleSettings:
     max_memory_gib: float | None = None  # --max-memory: plan (and on CUDA cap) device memory to this
     compare: str | None = None  # --compare split|side: a bicubic | model comparison video instead
     scene_cuts: bool = True  # temporal windows restart at shot changes
+    prompt: str = ""  # --prompt: what the diffusion models condition on (empty: the converted default)
 
     @property
     def max_memory_bytes(self) -> int | None:
@@ -104,7 +105,9 @@ class Upscaler:
         self.settings = settings
         self.device = resolve_device(settings.device)
         self.dtype = resolve_dtype(settings.dtype, self.device)
-        self.model = models.load_model(settings.model, settings.scale, self.device, self.dtype)
+        self.model = models.load_model(
+            settings.model, settings.scale, self.device, self.dtype, settings.prompt
+        )
         if settings.compare:
             from vsrup.compare import CompareModel
 

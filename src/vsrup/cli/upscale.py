@@ -126,7 +126,17 @@ def upscale(
         'cluster) or ray://HEAD:10001. Needs pip install "vsrup\\[ray]".',
         show_default=False,
     ),
+    prompt: str = typer.Option(
+        "",
+        "--prompt",
+        help="Text the diffusion models (dloral, osediff) condition on, e.g. a caption of the video "
+        "(default: empty, as converted). Encoded once by the SD 2.1 text encoder, then cached.",
+        show_default=False,
+    ),
 ) -> None:
+    from vsrup.weights import preflight
+
+    preflight(model)  # missing weights fail here, before torch and the model libraries load
     from vsrup.io.writer import EncodeSettings
     from vsrup.progress import make_reporter
     from vsrup.run.interrupts import interrupted, treat_sigterm_as_interrupt
@@ -149,6 +159,7 @@ def upscale(
         end=end,
         max_memory_gib=max_memory,
         scene_cuts=scene_cuts,
+        prompt=prompt,
     )
     if dry_run:
         from vsrup.estimate import dry_run as estimate_run

@@ -1,14 +1,24 @@
-"""`vsrup models` and `vsrup download-weights`."""
+"""`vsrup models`, `vsrup download-weights` and `vsrup convert`."""
 
 from __future__ import annotations
 
+from enum import Enum
 from pathlib import Path
 
 import typer
 
 from vsrup.cli.app import app
 
-MODELS_HELP = """List models with their size, license and whether each is ready to use.
+
+class BundleDtype(str, Enum):
+    fp16 = "fp16"
+    bf16 = "bf16"
+    fp32 = "fp32"
+
+
+MODELS_HELP = """List models with their download size, license and whether each is ready to use.
+
+Sizes marked ≈ are estimates for files weights.toml does not pin yet.
 
 [bold]Examples[/bold]
 
@@ -35,7 +45,7 @@ def models_command(
 
     table = Table("model", "ready", "size", "license", "source", "description")
     for row in rows:
-        size = f"{row['size'] / 1e6:,.0f} MB" if row.get("size") else "?"
+        size = weights.describe_size(row)
         table.add_row(
             row["name"],
             "yes" if row["ready"] else "no",
@@ -54,6 +64,8 @@ DOWNLOAD_HELP = """Download, verify (sha256 + size) and convert model weights on
   vsrup download-weights dloral
 
   vsrup download-weights dloral --local-file ~/Downloads/model.pkl
+
+  vsrup download-weights dloral --local-file model.pkl --base-dir ~/sd21-base   [dim]# no network[/dim]
 
   HF_HUB_OFFLINE=1 vsrup download-weights --all   [dim]# only what is cached already[/dim]
 """
@@ -77,7 +89,19 @@ def download_weights_command(
     trust_unverified: bool = typer.Option(
         False,
         "--trust-unverified",
-        help="Use files that weights.toml pins no sha256 for (their sha256 is printed).",
+        help="Download files that weights.toml pins no sha256 for (their sha256 is printed).",
+    ),
+    base_dir: Path = typer.Option(
+        None,
+        "--base-dir",
+        help="Your own Stable Diffusion 2.1-base folder (diffusers layout) instead of downloading sd21-base.",
+        show_default=False,
+    ),
+    dtype: BundleDtype = typer.Option(
+        None,
+        "--dtype",
+        help="Precision of the converted weights (default fp16; fp32 keeps the reference weights exactly).",
+        show_default=False,
     ),
 ) -> None:
     from vsrup import weights
@@ -85,7 +109,54 @@ def download_weights_command(
 
     with DownloadBars() as bars:
         done = weights.download_weights(
-            names or [], all_, cache_dir, revision, local_file, trust_unverified, bars.update
+            names or [],
+            all_,
+            cache_dir,
+            revision,
+            local_file,
+            trust_unverified,
+            bars.update,
+            base_dir=base_dir,
+            dtype=dtype and dtype.value,
         )
     for row in done:
         typer.echo(f"{row['name']}: ready  {row['path']}")
+
+
+CONVERT_HELP = """Convert an official checkpoint you already have, with your own Stable Diffusion 2.1-base
+folder (diffusers layout: unet/, vae/, text_encoder/, tokenizer/): no network needed.
+
+The checkpoint is read with torch.load(weights_only=True), its LoRA adapters merged, and the
+result written as one safetensors bundle. Without --out it goes where `--model NAME` finds it.
+
+[bold]Examples[/bold]
+
+  vsrup convert dloral --checkpoint model.pkl --base ~/sd21-base
+
+  vsrup convert osediff --checkpoint osediff.pkl --base ~/sd21-base --dtype fp32 --out osediff-fp32
+
+  vsrup upscale in.mp4 out.mp4 --model osediff-fp32   [dim]# a bundle folder works as --model[/dim]
+"""
+
+
+@app.command("convert", help=CONVERT_HELP)
+def convert_command(
+    name: str = typer.Argument(..., help="The model: dloral or osediff."),
+    checkpoint: Path = typer.Option(
+        ..., "--checkpoint", help="DLoRAL's model.pkl or OSEDiff's osediff.pkl.", show_default=False
+    ),
+    base: Path = typer.Option(
+        ..., "--base", help="Your Stable Diffusion 2.1-base folder (diffusers layout).", show_default=False
+    ),
+    out: Path = typer.Option(
+        None, "--out", help="Bundle folder to write (default: the vsrup cache).", show_default=False
+    ),
+    dtype: BundleDtype = typer.Option(
+        "fp16",
+        "--dtype",
+        help="Precision of the converted weights (fp32 keeps the reference weights exactly).",
+    ),
+) -> None:
+    from vsrup import weights
+
+    typer.echo(f"{name}: ready  {weights.convert_local(name, checkpoint, base, out, dtype.value)}")

@@ -17,6 +17,7 @@ from vsrup.models.base import VSRModel
 # `vsrup --help` and the tiny default never pay for diffusers.
 Loader = Callable[[int, torch.device, torch.dtype], VSRModel]
 _LOADERS: dict[str, Loader] = {}
+_PROMPTED: set[str] = set()  # loaders that take a prompt (the SD-based models)
 
 DEFAULT_MODEL = "tiny"
 
@@ -33,15 +34,18 @@ def available() -> list[str]:
     return sorted(_LOADERS)
 
 
-def load_model(name: str, scale: int, device: torch.device, dtype: torch.dtype) -> VSRModel:
-    """Load a registered model by name, ready for inference (eval mode, on device, in dtype)."""
+def load_model(name: str, scale: int, device: torch.device, dtype: torch.dtype, prompt: str = "") -> VSRModel:
+    """Load a registered model by name, ready for inference (eval mode, on device, in dtype).
+    `prompt` is the text the SD-based models condition on (empty: the one stored at conversion)."""
     if name not in _LOADERS and Path(name).is_dir():  # a converted bundle folder (dloral/osediff)
         from vsrup.models.sd import load_bundle
 
-        return load_bundle(Path(name), scale, device, dtype).eval().requires_grad_(False)
+        return load_bundle(Path(name), scale, device, dtype, prompt).eval().requires_grad_(False)
     if name not in _LOADERS:
         raise UsageError(f"unknown model {name!r}; choose one of: {', '.join(available())}")
-    model = _LOADERS[name](scale, device, dtype)
+    if prompt and name not in _PROMPTED:
+        raise UsageError(f"--prompt applies to {', '.join(sorted(_PROMPTED))}, not to the {name} model")
+    model = _LOADERS[name](scale, device, dtype, **({"prompt": prompt} if prompt else {}))
     return model.eval().requires_grad_(False)
 
 
@@ -62,12 +66,13 @@ def _load_tiny(scale: int, device: torch.device, dtype: torch.dtype) -> VSRModel
 def _converted(name: str) -> Loader:
     """Loader for a model whose weights `vsrup download-weights NAME` downloads and converts."""
 
-    def load(scale: int, device: torch.device, dtype: torch.dtype) -> VSRModel:
+    def load(scale: int, device: torch.device, dtype: torch.dtype, prompt: str = "") -> VSRModel:
         from vsrup.models.sd import load_bundle
         from vsrup.weights import require_bundle  # raises WeightsError naming the command to run
 
-        return load_bundle(require_bundle(name), scale, device, dtype)
+        return load_bundle(require_bundle(name), scale, device, dtype, prompt)
 
+    _PROMPTED.add(name)
     return load
 
 

@@ -412,13 +412,25 @@ class SDLatentVSR(OneStepLatentVSR):
         device: torch.device | str = "cpu",
         dtype: torch.dtype = torch.float32,
         scale: int = 4,
+        prompt: str = "",
     ) -> SDLatentVSR:
-        """Load a converted bundle (see `vsrup.convert`), ready for inference."""
+        """Load a converted bundle (see `vsrup.weights.convert`), ready for inference, cast to
+        `dtype` whatever the bundle's; `prompt` other than the one converted with is encoded (and
+        cached) by `vsrup.weights.prompt`."""
         config, tensors = read_bundle(path)
         if config.get("model") != cls.name:
             raise WeightsError(f"{path} holds a {config.get('model')!r} bundle, not {cls.name!r}")
-        unet, vae, prompt = cls.components_from_bundle(config, tensors)
-        model = cls.assemble(config, tensors, unet, vae, prompt, scale)
+        unet, vae, embeds = cls.components_from_bundle(config, tensors)
+        if prompt != config.get("prompt", ""):
+            from vsrup.weights.prompt import prompt_embeds
+
+            embeds = prompt_embeds(config, prompt)
+            if embeds.shape[-1] != unet.config.cross_attention_dim:
+                raise WeightsError(
+                    f"the prompt embedding is {embeds.shape[-1]} wide; the UNet expects"
+                    f" {unet.config.cross_attention_dim}: the recorded text encoder does not fit this bundle"
+                )
+        model = cls.assemble(config, tensors, unet, vae, embeds, scale)
         model.timestep = int(config.get("timestep", cls.timestep))
         return model.to(device=device, dtype=dtype).eval().requires_grad_(False)
 
@@ -439,7 +451,9 @@ class SDLatentVSR(OneStepLatentVSR):
         return unet, vae, tensors[PROMPT_KEY]
 
 
-def load_bundle(path: Path, scale: int, device: torch.device | str, dtype: torch.dtype) -> SDLatentVSR:
+def load_bundle(
+    path: Path, scale: int, device: torch.device | str, dtype: torch.dtype, prompt: str = ""
+) -> SDLatentVSR:
     """Load a converted DLoRAL or OSEDiff bundle directory, whichever its config.json names."""
     from vsrup.models.dloral import DLoRAL
     from vsrup.models.osediff import OSEDiff
@@ -452,4 +466,4 @@ def load_bundle(path: Path, scale: int, device: torch.device | str, dtype: torch
     classes = {cls.name: cls for cls in (DLoRAL, OSEDiff)}
     if kind not in classes:
         raise WeightsError(f"{config_path}: unknown model {kind!r}; expected one of {', '.join(classes)}")
-    return classes[kind].from_bundle(path, device, dtype, scale=scale)
+    return classes[kind].from_bundle(path, device, dtype, scale=scale, prompt=prompt)

@@ -1,10 +1,11 @@
 """One-time conversion of official DLoRAL / OSEDiff checkpoints into vsrup weight bundles.
 
 The only place a third-party pickle is read, and only with torch.load(weights_only=True). LoRA
-adapters are attached with peft exactly as the references do (same target module lists, rank from
-the checkpoint, lora_alpha = 8: peft's default when they were trained; the checkpoints store none),
-loaded, and merged into the base weights with peft's `merge_and_unload`. The result — UNet, VAE,
-(CFR), prompt embedding — is cast and written as one safetensors file + config.json.
+adapters are attached with peft exactly as the references do (see `lora`), loaded, and merged into
+the base weights in the checkpoint's precision. The result — UNet, VAE, (CFR), prompt embedding — is
+cast to the bundle's dtype (fp16 by default; fp32 keeps the reference's weights bit for bit) and
+written as one safetensors file + config.json, which records the dtype and the text encoder used
+(so that `--prompt` can encode other prompts later).
 
 `files` maps names to local paths. Names are the file paths inside their source repositories:
   dloral:  "model.pkl"
@@ -19,7 +20,6 @@ loaded, and merged into the base weights with peft's `merge_and_unload`. The res
 from __future__ import annotations
 
 import json
-import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -42,36 +42,44 @@ from vsrup.models.sd import (
     sd21_alphas_cumprod,
     write_bundle,
 )
+from vsrup.weights.lora import (
+    DLORAL_ADAPTERS,
+    OSEDIFF_UNET_ADAPTERS,
+    OSEDIFF_VAE_ADAPTERS,
+    attach_adapters,
+    load_partial,
+    merge_adapters,
+)
+from vsrup.weights.prompt import encode_prompt, text_encoder_record
 
 DEFAULT_PROMPT = ""  # the references caption each clip with RAM tags; we have no tagger at runtime
-LORA_ALPHA = 8
-
-# (adapter name, rank key, module-list key) as the DLoRAL reference's load_ckpt_from_state_dict.
-DLORAL_ADAPTERS = [
-    (f"default_{part}_{kind}", f"lora_rank_unet_{kind}", f"unet_lora_{part}_modules_{kind}")
-    for kind in ("quality", "consistency")
-    for part in ("encoder", "decoder", "others")
-]
-OSEDIFF_UNET_ADAPTERS = [
-    (f"default_{part}", "rank_unet", f"unet_lora_{part}_modules") for part in ("encoder", "decoder", "others")
-]
-OSEDIFF_VAE_ADAPTERS = [("default_encoder", "rank_vae", "vae_lora_encoder_modules")]
+DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
 
 
 def convert(
     model_name: str,
     files: Mapping[str, Path],
     out_dir: Path,
-    dtype: torch.dtype = torch.float16,
+    dtype: torch.dtype | str = torch.float16,
     prompt: str = DEFAULT_PROMPT,
 ) -> Path:
-    """Convert `model_name` ("dloral" or "osediff") from `files` into a bundle in `out_dir`."""
+    """Convert `model_name` ("dloral" or "osediff") from `files` into a bundle in `out_dir`, its
+    floating-point tensors stored in `dtype` (a torch dtype, or "fp16", "bf16", "fp32")."""
     converters = {"dloral": _convert_dloral, "osediff": _convert_osediff}
     if model_name not in converters:
         raise WeightsError(f"no converter for {model_name!r}; known: {', '.join(converters)}")
+    if isinstance(dtype, str):
+        if dtype not in DTYPES:
+            raise WeightsError(f"unknown bundle dtype {dtype!r}; choose one of: {', '.join(DTYPES)}")
+        dtype = DTYPES[dtype]
     files = _normalise_names(files)
     tensors, config = converters[model_name](files, prompt)
-    config = {**config, "model": model_name, "dtype": str(dtype).removeprefix("torch.")}
+    config = {
+        **config,
+        "model": model_name,
+        "dtype": str(dtype).removeprefix("torch."),
+        "text_encoder": _text_encoder(files),
+    }
     return write_bundle(Path(out_dir), {k: _cast(v, dtype) for k, v in tensors.items()}, config)
 
 
@@ -144,55 +152,6 @@ def _convert_osediff(files: dict[str, Path], prompt: str) -> tuple[dict[str, tor
         "prompt": prompt,
     }
     return tensors, config
-
-
-# ---------------------------------------------------------------------------------------------
-# LoRA
-
-
-def lora_configs(ckpt: Mapping[str, Any], adapters: Sequence[tuple[str, str, str]]) -> dict[str, Any]:
-    """peft LoraConfigs as the references build them: rank and target modules from the checkpoint."""
-    from peft import LoraConfig
-
-    configs = {}
-    for name, rank_key, modules_key in adapters:
-        modules = sorted(set(ckpt[modules_key]))  # OSEDiff's VAE list repeats names
-        configs[name] = LoraConfig(
-            r=int(ckpt[rank_key]), lora_alpha=LORA_ALPHA, target_modules=modules, init_lora_weights="gaussian"
-        )
-    return configs
-
-
-def attach_adapters(model: nn.Module, ckpt: Mapping[str, Any], adapters: Sequence[tuple[str, str, str]]):
-    """Inject every adapter into `model` in place (key names `….lora_A.<adapter>.weight`, as the
-    references' `add_adapter` produced) and activate them all; returns the peft LoraModel."""
-    from peft import LoraModel
-
-    configs = lora_configs(ckpt, adapters)
-    names = list(configs)
-    with warnings.catch_warnings():  # diffusers models carry a `peft_config` attribute: harmless here
-        warnings.filterwarnings("ignore", message="Already found a `peft_config`")
-        tuner = LoraModel(model, configs, names[0])
-    for name in names[1:]:
-        tuner.inject_adapter(model, name)
-    tuner.set_adapter(names)  # all active: their deltas add, as at the references' inference
-    return tuner
-
-
-def merge_adapters(tuner: Any, adapters: Sequence[tuple[str, str, str]]) -> nn.Module:
-    """Fold all adapters into the base weights and drop the LoRA layers (peft merge_and_unload)."""
-    return tuner.merge_and_unload(adapter_names=[name for name, _, _ in adapters])
-
-
-def load_partial(model: nn.Module, state: Mapping[str, torch.Tensor], what: str) -> None:
-    """Load a LoRA-only checkpoint: every key must exist, and every LoRA weight must be given."""
-    missing, unexpected = model.load_state_dict(dict(state), strict=False)
-    lora_missing = [k for k in missing if "lora_" in k]
-    if unexpected or lora_missing:
-        raise WeightsError(
-            f"{what}: checkpoint does not match the model (unexpected {unexpected[:3]}, "
-            f"missing LoRA weights {lora_missing[:3]})"
-        )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -282,24 +241,12 @@ def prompt_embedding(files: Mapping[str, Path], prompt: str, width: int) -> torc
     return embeds.float()
 
 
-@torch.no_grad()
-def encode_prompt(text_encoder_dir: Path, tokenizer_dir: Path, prompt: str) -> torch.Tensor:
-    """CLIP last hidden state of `prompt`, padded to the tokenizer's 77 tokens (as the references'
-    `encode_prompt`)."""
-    try:
-        from transformers import CLIPTextModel, CLIPTokenizer
-    except ImportError as exc:  # pragma: no cover - transformers is optional
-        raise WeightsError("computing a prompt embedding needs `pip install transformers`") from exc
-    tokenizer = CLIPTokenizer.from_pretrained(str(tokenizer_dir))
-    encoder = CLIPTextModel.from_pretrained(str(text_encoder_dir)).eval()
-    ids = tokenizer(
-        prompt,
-        max_length=tokenizer.model_max_length,
-        padding="max_length",
-        truncation=True,
-        return_tensors="pt",
-    ).input_ids
-    return encoder(ids)[0].float()
+def _text_encoder(files: Mapping[str, Path]) -> dict[str, Any] | None:
+    """Where the SD2.1-base text encoder given for conversion is, for `--prompt` (None: not given)."""
+    if "text_encoder/config.json" not in files:
+        return None
+    tokenizer = _pick(files, "tokenizer/vocab.json", "tokenizer/tokenizer_config.json").parent
+    return text_encoder_record(_pick(files, "text_encoder/config.json").parent, tokenizer)
 
 
 def _prefixed(prefix: str, module: nn.Module) -> dict[str, torch.Tensor]:
