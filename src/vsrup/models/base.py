@@ -35,6 +35,12 @@ class VSRModel(nn.Module):
     scale: int = 4
     # Frames of context a model wants before the frame it upscales; the engine's default overlap.
     temporal_context: int = 1
+    # The neighbourhood output frame t depends on: it is exact only when frames t − context_before
+    # … t + context_after are in the window (or do not exist: the video starts or ends there). The
+    # engine ignores the first context_before and last context_after outputs of a window that does
+    # not start (end) at the video's first (last) frame.
+    context_before: int = 0
+    context_after: int = 0
 
     def __init__(self) -> None:
         super().__init__()

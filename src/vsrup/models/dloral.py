@@ -1,6 +1,7 @@
 """DLoRAL-compatible one-step video SR: SD2.1-base UNet (8-channel input, LoRAs merged) + CFR.
 
-Per frame t of a window, with its predecessor t−1 (frame 0 pairs with itself), following the DLoRAL
+Per frame t of a window, with its predecessor t−1 (frame 0 pairs with itself: exact only at the
+start of a video, see `context_before`), following the DLoRAL
 reference (github yjsunnn/DLoRAL, src/DLoRAL_model.py `Generator_eval.forward`, MIT):
 
     z_t       = VAE.encode(bicubic×4(frame) in [−1, 1]).mean · 0.18215
@@ -27,6 +28,9 @@ from vsrup.tiling import tiled_apply
 class DLoRAL(SDLatentVSR):
     name = "dloral"
     timestep = 1  # the reference's constant `self.timesteps = [1]`
+    # Output t depends on frames t − 1 and t only; a window's first frame pairs with itself, which
+    # is right only at the start of the video.
+    context_before, context_after = 1, 0
 
     def __init__(
         self,

@@ -23,6 +23,7 @@ from vsrup.tiling import tiled_apply
 class OSEDiff(SDLatentVSR):
     name = "osediff"
     temporal_context = 0  # a per-frame model: no neighbours needed
+    context_before, context_after = 0, 0
     timestep = 999
 
     def __init__(
