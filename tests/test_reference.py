@@ -24,7 +24,7 @@ from safetensors.torch import load_file
 from vsrup.convert import convert
 from vsrup.models.dloral import DLoRAL
 from vsrup.models.osediff import OSEDiff
-from vsrup.models.sd import SDLatentVSR, reference_enlarge
+from vsrup.models.sd import SDLatentVSR, pil_resize, reference_enlarge, reference_sizes
 
 FIXTURE = Path(__file__).parent / "fixtures" / "reference"
 LEVEL = 1 / 255
@@ -97,6 +97,24 @@ def test_official_preprocessing_gives_the_references_model_input_exactly():
     assert cond.shape == (3, 3, 128, 176)  # 24×34 → 32×45 → 128×180 → 128×176
     torch.testing.assert_close(cond, pngs("dloral", "input", [0, 1, 2]), atol=0, rtol=0)
     torch.testing.assert_close(cond, pngs("osediff", "input", [0, 1, 2]), atol=0, rtol=0)
+
+
+def test_reference_sizes_floor_enlarge_and_squeeze_as_the_references():
+    # 24 px < 128 // 4: enlarged by 32/24 (int() floors 45.33), ×4, then squeezed 180 → 176.
+    assert reference_sizes(34, 24, 4, 128) == [(45, 32), (180, 128), (176, 128)]
+    assert reference_sizes(33, 200, 4, 0) == [(132, 800), (128, 800)]  # only squeezed
+    assert reference_sizes(1, 1, 4, 0) == [(4, 4), (8, 8)]  # never below one VAE block
+    # The references' float arithmetic, not exact rationals: (512 // 4) / 49 * 49 is 127.999…
+    assert reference_sizes(60, 49, 4, 512)[0] == (156, 127)
+
+
+def test_frames_that_are_not_8bit_are_resized_without_rounding_to_8bit():
+    ten_bit = torch.randint(0, 1024, (1, 3, 6, 5)).float() / 1023
+    out = pil_resize(ten_bit, [(10, 12)], ["bicubic"])
+    assert ((out * 255 - (out * 255).round()).abs() > 0.01).any()
+    eight_bit = torch.randint(0, 256, (1, 3, 6, 5)).float() / 255
+    out = pil_resize(eight_bit, [(10, 12)], ["bicubic"])
+    torch.testing.assert_close(out * 255, (out * 255).round(), atol=1e-4, rtol=0)
 
 
 @torch.no_grad()

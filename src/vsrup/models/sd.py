@@ -430,7 +430,9 @@ class SDLatentVSR(OneStepLatentVSR):
     # -- the template ----------------------------------------------------------------------
     def upscale(self, frames: torch.Tensor) -> torch.Tensor:
         """Prepare frames at the processing size (a multiple of 8), run the steps, and return
-        exactly (h·scale, w·scale)."""
+        exactly (h·scale, w·scale): resized back with PIL bicubic whenever the processing size
+        differs. (DLoRAL's reference resizes back only what it enlarged, so a frame it merely
+        squeezed to a multiple of 8 comes out a few pixels short; OSEDiff's never resizes back.)"""
         height, width = frames.shape[-2:]
         size = (height * self.scale, width * self.scale)
         if not self.reference_preprocess:
