@@ -17,7 +17,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from vsrup.models.cfr import CrossFrameRetrieval
-from vsrup.models.sd import SD21_BASE_UNET_CONFIG, SD21_BASE_VAE_CONFIG, build_unet, build_vae
+from vsrup.models.sd_build import SD21_BASE_UNET_CONFIG, SD21_BASE_VAE_CONFIG, build_unet, build_vae
 
 SUSTAINED_TFLOPS = (100, 200, 400)  # fp16 tensor-core throughput actually reached (H100 SXM peak: ~990 dense)
 

@@ -25,7 +25,13 @@ import torch
 
 from vsrup.models.cfr import CrossFrameRetrieval
 from vsrup.models.dloral import DLoRAL
-from vsrup.models.sd import SD21_BASE_UNET_CONFIG, SD21_BASE_VAE_CONFIG, build_unet, build_vae, write_bundle
+from vsrup.models.sd_build import (
+    SD21_BASE_UNET_CONFIG,
+    SD21_BASE_VAE_CONFIG,
+    build_unet,
+    build_vae,
+    write_bundle,
+)
 
 REDS = Path(__file__).resolve().parents[2] / "shared" / "data" / "frames" / "reds_demo_lr"
 
@@ -76,7 +82,7 @@ def main() -> None:
 
     started = time.perf_counter()
     if args.from_bundle:  # seconds instead of the minutes random initialisation takes
-        from vsrup.models.sd import load_bundle
+        from vsrup.models import load_bundle
 
         model = load_bundle(args.from_bundle, 4, "cpu", torch.float32)
     else:

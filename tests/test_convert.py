@@ -26,7 +26,8 @@ from vsrup.errors import UsageError, WeightsError
 from vsrup.models import load_model
 from vsrup.models.dloral import DLoRAL
 from vsrup.models.osediff import OSEDiff
-from vsrup.models.sd import (
+from vsrup.models.sd import vae_encode_mean
+from vsrup.models.sd_build import (
     build_unet,
     build_vae,
     load_pickle,
@@ -34,7 +35,6 @@ from vsrup.models.sd import (
     read_bundle,
     read_tensors,
     rename_deprecated_vae_keys,
-    vae_encode_mean,
 )
 from vsrup.weights.convert import convert, prompt_embedding
 from vsrup.weights.lora import (
@@ -138,7 +138,7 @@ def test_osediff_merges_unet_and_vae_encoder_loras_onto_sd21(official):
         merged(x, t * 999, encoder_hidden_states=prompt).sample, unmerged, atol=1e-9, rtol=1e-9
     )
 
-    from vsrup.models.sd import rename_deprecated_vae_keys
+    from vsrup.models.sd_build import rename_deprecated_vae_keys
 
     vae = build_vae(TINY_VAE, empty=True)
     sd_vae = rename_deprecated_vae_keys(read_tensors(official["vae/diffusion_pytorch_model.safetensors"]))

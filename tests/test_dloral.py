@@ -12,7 +12,7 @@ from tiny_sd import TINY_UNET, TINY_VAE
 
 from vsrup.models.cfr import CrossFrameAttention, CrossFrameRetrieval, SPyNet, flow_warp
 from vsrup.models.dloral import DLoRAL
-from vsrup.models.sd import build_unet, build_vae
+from vsrup.models.sd_build import build_unet, build_vae
 
 
 def tiny_dloral(seed: int = 0, dtype: torch.dtype = torch.float32) -> DLoRAL:
@@ -194,3 +194,22 @@ def test_colour_fix_options_give_valid_frames(fix):
     model.color_fix = fix
     out = model.upscale(torch.rand(2, 3, 8, 8))
     assert out.shape == (2, 3, 32, 32) and 0 <= out.min() and out.max() <= 1
+
+
+@torch.no_grad()
+def test_each_output_depends_on_its_frame_and_predecessor_only_whatever_the_window():
+    # The contract behind `neighbourhood = (1, 0)`: once a window's first output is set aside (unless
+    # the window starts the video), every frame's output is the same in every window it sits in.
+    assert DLoRAL.neighbourhood == (1, 0)
+    model = tiny_dloral()
+    model.chunk = 1  # one pair per UNet call: every window then computes each pair alike, bit for bit
+    frames = torch.rand(6, 3, 8, 8, generator=torch.Generator().manual_seed(4))
+    whole = model.upscale(frames)
+    for size in range(2, 6):
+        # windows of this size overlapping by one frame, the last one ending at the last frame
+        for start in sorted({*range(0, 6 - size, size - 1), 6 - size}):
+            out = model.upscale(frames[start : start + size])
+            first = 0 if start == 0 else model.neighbourhood[0]
+            torch.testing.assert_close(out[first:], whole[start + first : start + size], atol=0, rtol=0)
+    # The set-aside output really is different: a window's first frame is paired with itself.
+    assert (model.upscale(frames[2:4])[0] - whole[2]).abs().max() > 1e-3

@@ -12,7 +12,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
 from vsrup.models.cfr import SPyNet, flow_warp
-from vsrup.models.sd import _wavelet_blur, wavelet_color_fix
+from vsrup.models.color import _wavelet_blur, wavelet_color_fix
 from vsrup.models.tiny import warp
 from vsrup.pipeline.tiling import tiled_apply
 

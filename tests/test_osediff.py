@@ -9,7 +9,7 @@ from diffusers import DDPMScheduler
 from tiny_sd import TINY_UNET, TINY_VAE
 
 from vsrup.models.osediff import OSEDiff
-from vsrup.models.sd import build_unet, build_vae, sd21_alphas_cumprod
+from vsrup.models.sd_build import build_unet, build_vae, sd21_alphas_cumprod
 
 
 def tiny_osediff(dtype: torch.dtype = torch.float32) -> OSEDiff:

@@ -18,7 +18,13 @@ from peft import LoraConfig
 from safetensors.torch import save_file
 
 from vsrup.models.cfr import CrossFrameRetrieval
-from vsrup.models.sd import PROMPT_KEY, SD21_BASE_UNET_CONFIG, SD21_BASE_VAE_CONFIG, build_unet, build_vae
+from vsrup.models.sd_build import (
+    PROMPT_KEY,
+    SD21_BASE_UNET_CONFIG,
+    SD21_BASE_VAE_CONFIG,
+    build_unet,
+    build_vae,
+)
 
 TINY_UNET = {
     **SD21_BASE_UNET_CONFIG,

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vsrup.models.sd import load_weights
+from vsrup.models.sd_build import load_weights
 
 # Official CFR submodules that the reference builds and saves but never calls at inference.
 UNUSED_PREFIXES = (

@@ -1,6 +1,7 @@
 """DLoRAL-compatible one-step video SR: SD2.1-base UNet (8-channel input, LoRAs merged) + CFR.
 
-Per frame t of a window, with its predecessor t−1 (frame 0 pairs with itself), following the DLoRAL
+Per frame t of a window, with its predecessor t−1 (frame 0 pairs with itself: exact only at the
+start of a video, see `neighbourhood`), following the DLoRAL
 reference (github yjsunnn/DLoRAL, src/DLoRAL_model.py `Generator_eval.forward`, MIT):
 
     z_t       = VAE.encode(bicubic×4(frame) in [−1, 1]).mean · 0.18215
@@ -20,14 +21,17 @@ import torch.nn.functional as F
 from torch import nn
 
 from vsrup.models.cfr import CrossFrameRetrieval
-from vsrup.models.sd import SCALING_FACTOR, SDLatentVSR, subdict
+from vsrup.models.sd import SDLatentVSR
+from vsrup.models.sd_build import SCALING_FACTOR, subdict
 from vsrup.pipeline.tiling import tiled_apply
 
 
 class DLoRAL(SDLatentVSR):
     name = "dloral"
     timestep = 1  # the reference's constant `self.timesteps = [1]`
-    neighbourhood = (1, 0)  # output t is made from frames t-1 and t, as in the reference
+    # Output t is made from frames t-1 and t, as in the reference; a window's first frame pairs
+    # with itself, which is right only at the start of the video (or of a shot).
+    neighbourhood = (1, 0)
 
     def __init__(
         self,

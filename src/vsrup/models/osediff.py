@@ -16,7 +16,8 @@ import math
 import torch
 from torch import nn
 
-from vsrup.models.sd import SCALING_FACTOR, SDLatentVSR, sd21_alphas_cumprod
+from vsrup.models.sd import SDLatentVSR
+from vsrup.models.sd_build import SCALING_FACTOR, sd21_alphas_cumprod
 from vsrup.pipeline.tiling import tiled_apply
 
 

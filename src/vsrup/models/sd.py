@@ -1,18 +1,13 @@
-"""Stable Diffusion 2.1-base pieces shared by the one-step diffusion models (DLoRAL, OSEDiff).
-
-Building the diffusers UNet/VAE from config dicts, reading and writing our converted weight bundles
-(one safetensors file + config.json, memory-mapped, no pickles), VAE encode (posterior mean) and
-decode with optional tiling, colour correction, and `SDLatentVSR`: the template steps both models
-share (bicubic upsample → VAE encode → … → VAE decode → colour fix).
+"""`SDLatentVSR`: the template steps the one-step Stable Diffusion 2.1 models (DLoRAL, OSEDiff)
+share — the references' enlargement → VAE encode (posterior mean) → … → VAE decode (tiled where
+asked) → colour fix. Components and bundles: `sd_build`; colour fixes: `color`; the references'
+PIL resizes: `reference_resize`.
 """
 
 from __future__ import annotations
 
-import json
 import math
-import pickle
 from collections.abc import Callable, Mapping
-from contextlib import nullcontext
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -23,198 +18,18 @@ from torch import nn
 
 from vsrup.errors import WeightsError
 from vsrup.models.base import OneStepLatentVSR
+from vsrup.models.color import COLOR_FIXES
+from vsrup.models.reference_resize import pil_resize, reference_enlarge, truncate_8bit
+from vsrup.models.sd_build import (
+    PROMPT_KEY,
+    SCALING_FACTOR,
+    build_unet,
+    build_vae,
+    load_weights,
+    read_bundle,
+    subdict,
+)
 from vsrup.pipeline.tiling import tiled_apply
-
-# The published stabilityai/stable-diffusion-2-1-base configs (unet/config.json, vae/config.json),
-# minus bookkeeping keys. Kept here so conversion and the benchmark need no download for configs.
-SD21_BASE_UNET_CONFIG: dict[str, Any] = {
-    "act_fn": "silu",
-    "attention_head_dim": [5, 10, 20, 20],
-    "block_out_channels": [320, 640, 1280, 1280],
-    "center_input_sample": False,
-    "cross_attention_dim": 1024,
-    "down_block_types": [
-        "CrossAttnDownBlock2D",
-        "CrossAttnDownBlock2D",
-        "CrossAttnDownBlock2D",
-        "DownBlock2D",
-    ],
-    "downsample_padding": 1,
-    "dual_cross_attention": False,
-    "flip_sin_to_cos": True,
-    "freq_shift": 0,
-    "in_channels": 4,
-    "layers_per_block": 2,
-    "mid_block_scale_factor": 1,
-    "norm_eps": 1e-05,
-    "norm_num_groups": 32,
-    "out_channels": 4,
-    "sample_size": 64,
-    "up_block_types": ["UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"],
-    "use_linear_projection": True,
-}
-SD21_BASE_VAE_CONFIG: dict[str, Any] = {
-    "act_fn": "silu",
-    "block_out_channels": [128, 256, 512, 512],
-    "down_block_types": ["DownEncoderBlock2D"] * 4,
-    "in_channels": 3,
-    "latent_channels": 4,
-    "layers_per_block": 2,
-    "norm_num_groups": 32,
-    "out_channels": 3,
-    "sample_size": 512,
-    "up_block_types": ["UpDecoderBlock2D"] * 4,
-}
-SCALING_FACTOR = 0.18215  # SD2.1 VAE latent scale (vae/config.json scaling_factor)
-PROMPT_KEY = "prompt_embeds"  # (1, 77, cross_attention_dim) text embedding stored in every bundle
-BUNDLE_WEIGHTS, BUNDLE_CONFIG = "model.safetensors", "config.json"
-BUNDLE_FORMAT = "vsrup-bundle/1"
-
-
-def sd21_alphas_cumprod(
-    steps: int = 1000, beta_start: float = 0.00085, beta_end: float = 0.012
-) -> torch.Tensor:
-    """ᾱ_t of SD2.1's DDPM "scaled_linear" schedule, computed as diffusers' DDPMScheduler does (fp32):
-    β = linspace(√β₀, √β₁, 1000)², ᾱ = cumprod(1 − β)."""
-    betas = torch.linspace(beta_start**0.5, beta_end**0.5, steps, dtype=torch.float32) ** 2
-    return torch.cumprod(1.0 - betas, dim=0)
-
-
-# ---------------------------------------------------------------------------------------------
-# Building components and moving weights
-
-
-def _clean(config: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in dict(config).items() if not k.startswith("_")}
-
-
-def build_unet(config: Mapping[str, Any], empty: bool = False) -> nn.Module:
-    """A diffusers UNet2DConditionModel from a config dict; `empty` builds it on the meta device
-    (no memory, no random init) for `load_weights(..., assign=True)` to fill."""
-    from diffusers import UNet2DConditionModel
-
-    with torch.device("meta") if empty else nullcontext():
-        return UNet2DConditionModel.from_config(_clean(config))
-
-
-def build_vae(config: Mapping[str, Any], empty: bool = False) -> nn.Module:
-    """A diffusers AutoencoderKL from a config dict (see `build_unet` for `empty`)."""
-    from diffusers import AutoencoderKL
-
-    with torch.device("meta") if empty else nullcontext():
-        return AutoencoderKL.from_config(_clean(config))
-
-
-def load_weights(
-    module: nn.Module, state: Mapping[str, torch.Tensor], what: str, assign: bool = False
-) -> None:
-    """Strict `load_state_dict` that names the first mismatching keys in a WeightsError (a wrong
-    or truncated checkpoint is a user-fixable problem, not a traceback)."""
-    missing, unexpected = module.load_state_dict(dict(state), strict=False, assign=assign)
-    if missing or unexpected:
-        raise WeightsError(
-            f"{what}: checkpoint does not match the model "
-            f"(missing {len(missing)} keys, e.g. {missing[:3]}; unexpected {len(unexpected)}, e.g. {unexpected[:3]})"
-        )
-    if assign:
-        for name, tensor in [*module.named_parameters(), *module.named_buffers()]:
-            if tensor.is_meta:
-                raise WeightsError(f"{what}: no weight for {name}")
-
-
-def subdict(state: Mapping[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
-    """The entries under `prefix.` with the prefix removed."""
-    cut = len(prefix) + 1
-    return {k[cut:]: v for k, v in state.items() if k.startswith(prefix + ".")}
-
-
-# Old diffusers (< 0.15) saved the VAE's mid-block attention as query/key/value/proj_attn; the SD2.1
-# mirrors still ship files saved that way. diffusers renames them when loading (its
-# `_convert_deprecated_attention_blocks`); we do the same rename for plain state dicts.
-_OLD_VAE_ATTENTION = {
-    ".query.": ".to_q.",
-    ".key.": ".to_k.",
-    ".value.": ".to_v.",
-    ".proj_attn.": ".to_out.0.",
-}
-
-
-def rename_deprecated_vae_keys(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    out = {}
-    for key, value in state.items():
-        if ".attentions." in key:
-            for old, new in _OLD_VAE_ATTENTION.items():
-                key = key.replace(old, new)
-            if value.ndim == 4 and value.shape[-2:] == (1, 1) and (".to_" in key):
-                value = value[:, :, 0, 0]  # some exports store these Linear weights as 1×1 convs
-        out[key] = value
-    return out
-
-
-def read_tensors(path: Path) -> dict[str, torch.Tensor]:
-    """Tensors of a .safetensors file (memory-mapped) or, only in conversion, a torch pickle loaded
-    with weights_only=True (tensors, containers and numbers only; no code runs)."""
-    path = Path(path)
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        return load_file(str(path))
-    return load_pickle(path)
-
-
-def load_pickle(path: Path) -> Any:
-    """torch.load(weights_only=True); a file that needs arbitrary code is refused with a clear error."""
-    last: Exception | None = None
-    for mmap in (True, False):  # mmap keeps a 3.6 GB checkpoint out of RAM; it needs the zip format
-        try:
-            return torch.load(str(path), map_location="cpu", weights_only=True, mmap=mmap)
-        except pickle.UnpicklingError as exc:
-            raise WeightsError(
-                f"{path}: refused: it cannot be loaded with torch.load(weights_only=True), "
-                f"which allows only tensors and plain containers ({exc})"
-            ) from exc
-        except (RuntimeError, OSError, EOFError) as exc:
-            last = exc
-    raise WeightsError(f"{path}: not a readable torch checkpoint ({last})")
-
-
-def write_bundle(out_dir: Path, tensors: Mapping[str, torch.Tensor], config: Mapping[str, Any]) -> Path:
-    """Write model.safetensors + config.json into `out_dir` (atomically: temp names, then rename)."""
-    from safetensors.torch import save_file
-
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    tmp_weights, tmp_config = out_dir / (BUNDLE_WEIGHTS + ".tmp"), out_dir / (BUNDLE_CONFIG + ".tmp")
-    save_file(
-        {k: v.contiguous() for k, v in tensors.items()}, str(tmp_weights), metadata={"format": BUNDLE_FORMAT}
-    )
-    tmp_config.write_text(json.dumps({"format": BUNDLE_FORMAT, **config}, indent=2) + "\n")
-    tmp_weights.replace(out_dir / BUNDLE_WEIGHTS)
-    tmp_config.replace(out_dir / BUNDLE_CONFIG)  # config last: its presence marks a complete bundle
-    return out_dir
-
-
-def read_bundle(path: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
-    """(config, tensors) of a converted bundle directory; tensors are memory-mapped safetensors."""
-    from safetensors.torch import load_file
-
-    path = Path(path)
-    config_path, weights_path = path / BUNDLE_CONFIG, path / BUNDLE_WEIGHTS
-    if not config_path.is_file() or not weights_path.is_file():
-        raise WeightsError(
-            f"{path} is not a converted vsrup bundle (needs {BUNDLE_CONFIG} and {BUNDLE_WEIGHTS})"
-        )
-    try:
-        config = json.loads(config_path.read_text())
-    except json.JSONDecodeError as exc:
-        raise WeightsError(f"{config_path}: not valid JSON ({exc})") from exc
-    if config.get("format") != BUNDLE_FORMAT:
-        raise WeightsError(f"{config_path}: unknown bundle format {config.get('format')!r}")
-    return config, load_file(str(weights_path))
-
-
-# ---------------------------------------------------------------------------------------------
-# VAE and colour
 
 
 def _chunked(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, chunk: int) -> torch.Tensor:
@@ -250,48 +65,6 @@ def vae_decode(
     return _chunked(lambda z: tiled_apply(decode, z, tile, overlap, out_scale=8), latents, chunk)
 
 
-def _mean_std(x: torch.Tensor, eps: float = 1e-5) -> tuple[torch.Tensor, torch.Tensor]:
-    flat = x.flatten(2)
-    return flat.mean(-1)[..., None, None], (flat.var(-1) + eps).sqrt()[..., None, None]
-
-
-def adain_color_fix(images: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
-    """Give each frame's channels the mean and std of the reference's (both (N, C, H, W)).
-    As in the DLoRAL/OSEDiff `adaptive_instance_normalization`: unbiased variance + 1e-5."""
-    mean, std = _mean_std(images.float())
-    ref_mean, ref_std = _mean_std(reference.float())
-    return ((images.float() - mean) / std * ref_std + ref_mean).to(images.dtype)
-
-
-def _wavelet_blur(x: torch.Tensor, radius: int) -> torch.Tensor:
-    # The 3×3 binomial kernel (1 2 1)ᵀ(1 2 1)/16, made on x's device: a kernel built from Python
-    # numbers lives on the host, and copying it to the GPU on every call waits for the GPU's queue.
-    taps = 2.0 - (torch.arange(3, device=x.device, dtype=x.dtype) - 1).abs()
-    kernel = (taps[:, None] * taps[None, :] / 16)[None, None].repeat(x.shape[1], 1, 1, 1)
-    x = F.pad(x, (radius,) * 4, mode="replicate")
-    return F.conv2d(x, kernel, groups=x.shape[1], dilation=radius)
-
-
-def _wavelet_split(x: torch.Tensor, levels: int = 5) -> tuple[torch.Tensor, torch.Tensor]:
-    high = torch.zeros_like(x)
-    for i in range(levels):
-        low = _wavelet_blur(x, 2**i)
-        high = high + (x - low)
-        x = low
-    return high, x
-
-
-def wavelet_color_fix(images: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
-    """High frequencies of `images` + low frequencies of `reference` (5-level à-trous wavelet, as in
-    the reference `wavelet_reconstruction`)."""
-    high, _ = _wavelet_split(images.float())
-    _, low = _wavelet_split(reference.float())
-    return (high + low).to(images.dtype)
-
-
-COLOR_FIXES = {"adain": adain_color_fix, "wavelet": wavelet_color_fix, "none": None}
-
-
 # ---------------------------------------------------------------------------------------------
 # The shared template steps
 
@@ -304,6 +77,14 @@ class SDLatentVSR(OneStepLatentVSR):
     are set; 0 turns VAE tiling off),
     `color_fix` ("adain", "wavelet", "none"), `process_size` (inputs whose upscaled short side is
     smaller are first enlarged to it, as the reference does; 0 disables).
+
+    Pre- and post-processing: `reference_preprocess` (default on) prepares frames as the references
+    do, with PIL on 8-bit images (`reference_enlarge`); off, torch bicubic (a = −0.75) and
+    replication padding to a multiple of 8, which stays on the device. `reference_postprocess`
+    (default off) finishes as the references do: the decoded image truncated to 8 bit, colour-fixed,
+    truncated again, and resized back to h·scale × w·scale with PIL on 8 bit. Off, the same steps in
+    float (no truncation: it darkens by half a level on average and a 10-bit output would lose its
+    extra bits), the resize back with PIL on float planes.
     """
 
     temporal_context = 1
@@ -331,6 +112,8 @@ class SDLatentVSR(OneStepLatentVSR):
         self.vae_decode_tile: int | None = None  # latent px; None: follow tiles.latent_tile
         self.color_fix = "adain"
         self.process_size = 512
+        self.reference_preprocess = True
+        self.reference_postprocess = False
 
     # -- memory-layout switch --------------------------------------------------------------
     def set_channels_last(self, enabled: bool = True) -> SDLatentVSR:
@@ -342,8 +125,22 @@ class SDLatentVSR(OneStepLatentVSR):
 
     # -- the template ----------------------------------------------------------------------
     def upscale(self, frames: torch.Tensor) -> torch.Tensor:
-        """Enlarge small inputs to `process_size`, pad so the upscaled size is a multiple of 8 (the
-        VAE's stride), run the steps, then crop and resize back to exactly (h·scale, w·scale)."""
+        """Prepare frames at the processing size (a multiple of 8), run the steps, and return
+        exactly (h·scale, w·scale): resized back with PIL bicubic whenever the processing size
+        differs. (DLoRAL's reference resizes back only what it enlarged, so a frame it merely
+        squeezed to a multiple of 8 comes out a few pixels short; OSEDiff's never resizes back.)"""
+        height, width = frames.shape[-2:]
+        size = (height * self.scale, width * self.scale)
+        if not self.reference_preprocess:
+            return self._upscale_padded(frames)
+        out = super().upscale(frames)
+        if out.shape[-2:] == size:
+            return out
+        sizes, filters = [(size[1], size[0])], ["bicubic"]
+        return pil_resize(out, sizes, filters).to(device=out.device, dtype=out.dtype)
+
+    def _upscale_padded(self, frames: torch.Tensor) -> torch.Tensor:
+        """torch bicubic enlargement, replication padding to a multiple of 8, crop, torch resize."""
         height, width = frames.shape[-2:]
         work = frames
         if self.process_size and min(height, width) * self.scale < self.process_size:
@@ -367,6 +164,9 @@ class SDLatentVSR(OneStepLatentVSR):
         return out
 
     def prepare(self, frames: torch.Tensor) -> torch.Tensor:
+        if self.reference_preprocess:
+            up = reference_enlarge(frames, self.scale, self.process_size)
+            return (up * 2 - 1).to(device=frames.device, dtype=frames.dtype)
         up = F.interpolate(frames, scale_factor=self.scale, mode="bicubic", align_corners=False)
         return up.clamp(0, 1) * 2 - 1
 
@@ -392,8 +192,14 @@ class SDLatentVSR(OneStepLatentVSR):
         return vae_decode(self.vae, x0 / self.scaling_factor, tile, overlap, chunk=self.vae_chunk)
 
     def finish(self, images: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        images = (images.clamp(-1, 1) + 1) / 2
+        """[-1, 1] → [0, 1], colour fix against the model input (the references' `source`)."""
         fix = COLOR_FIXES[self.color_fix]
+        if self.reference_postprocess:  # ToPILImage truncates; so does the colour fix's output
+            images = truncate_8bit(images.float().clamp(-1, 1) * 0.5 + 0.5)
+            if fix is not None:
+                images = truncate_8bit(fix(images, (cond.float() + 1) / 2).clamp(0, 1))
+            return images.to(cond.dtype)
+        images = (images.clamp(-1, 1) + 1) / 2
         if fix is not None:
             images = fix(images, (cond + 1) / 2)
         return images.clamp(0, 1).to(cond.dtype)
@@ -415,13 +221,13 @@ class SDLatentVSR(OneStepLatentVSR):
         prompt: str = "",
     ) -> SDLatentVSR:
         """Load a converted bundle (see `vsrup.weights.convert`), ready for inference, cast to
-        `dtype` whatever the bundle's; `prompt` other than the one converted with is encoded (and
-        cached) by `vsrup.weights.prompt`."""
+        `dtype` whatever the bundle's; a `prompt` other than the one converted with is encoded (and
+        cached) by `vsrup.weights.prompt`; an empty one means the converted one."""
         config, tensors = read_bundle(path)
         if config.get("model") != cls.name:
             raise WeightsError(f"{path} holds a {config.get('model')!r} bundle, not {cls.name!r}")
         unet, vae, embeds = cls.components_from_bundle(config, tensors)
-        if prompt != config.get("prompt", ""):
+        if prompt and prompt != config.get("prompt", ""):  # empty: the prompt converted with
             from vsrup.weights.prompt import prompt_embeds
 
             embeds = prompt_embeds(config, prompt)
@@ -449,21 +255,3 @@ class SDLatentVSR(OneStepLatentVSR):
         if PROMPT_KEY not in tensors:
             raise WeightsError(f"bundle has no {PROMPT_KEY}")
         return unet, vae, tensors[PROMPT_KEY]
-
-
-def load_bundle(
-    path: Path, scale: int, device: torch.device | str, dtype: torch.dtype, prompt: str = ""
-) -> SDLatentVSR:
-    """Load a converted DLoRAL or OSEDiff bundle directory, whichever its config.json names."""
-    from vsrup.models.dloral import DLoRAL
-    from vsrup.models.osediff import OSEDiff
-
-    config_path = Path(path) / BUNDLE_CONFIG
-    try:
-        kind = json.loads(config_path.read_text()).get("model")
-    except (OSError, ValueError) as exc:
-        raise WeightsError(f"{path} is not a converted vsrup bundle ({exc})") from exc
-    classes = {cls.name: cls for cls in (DLoRAL, OSEDiff)}
-    if kind not in classes:
-        raise WeightsError(f"{config_path}: unknown model {kind!r}; expected one of {', '.join(classes)}")
-    return classes[kind].from_bundle(path, device, dtype, scale=scale, prompt=prompt)

@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from vsrup.errors import WeightsError
-from vsrup.models.sd import (
+from vsrup.models.sd_build import (
     PROMPT_KEY,
     SCALING_FACTOR,
     SD21_BASE_UNET_CONFIG,
