@@ -20,12 +20,12 @@ import torch
 from PIL import Image
 from safetensors import safe_open
 from safetensors.torch import load_file
-from vsrup.weights.convert import convert
 
 from vsrup.models.dloral import DLoRAL
 from vsrup.models.osediff import OSEDiff
 from vsrup.models.reference_resize import pil_resize, reference_enlarge, reference_sizes
 from vsrup.models.sd import SDLatentVSR
+from vsrup.weights.convert import convert
 
 FIXTURE = Path(__file__).parent / "fixtures" / "reference"
 LEVEL = 1 / 255
