@@ -139,11 +139,11 @@ def conclude(outcomes: list[Outcome], single: bool, reporter: Reporter, started:
     if single:
         [outcome] = outcomes
         if outcome.status == "failed":
-            reporter.finish("failed", seconds=seconds)
+            reporter.failed(outcome.as_dict() | {"seconds": seconds})
             raise rebuild_by_code(outcome.exit_code, outcome.error)
-        reporter.finish(outcome.status, output=str(outcome.target), seconds=seconds)
+        reporter.finish(outcome.status, output=str(outcome.target), frames=outcome.frames, seconds=seconds)
         return outcomes
-    reporter.finish("done", seconds=seconds)
+    reporter.finish("done", frames=sum(o.frames for o in outcomes), seconds=seconds)
     return outcomes
 
 
