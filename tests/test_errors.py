@@ -358,3 +358,11 @@ def test_truncated_faststart_mp4_keeps_every_decodable_frame_and_exits_8(
     assert len(finish) == 1 and finish[0]["status"] == "damaged" and finish[0]["frames"] == expected
     assert finish[0]["exit_code"] == 8 and "recovered" in finish[0]["error"]
     assert no_leftovers(tmp_path) == []
+    # in a batch: recorded as damaged with its frames, the batch goes on and exits 7
+    good = make_clip(tmp_path / "good.mp4", frames=3)
+    batch = ["upscale", str(cut), str(good), str(tmp_path / "out") + "/", "-m", "bicubic", "-s", "2"]
+    code, out, err = run_cli(monkeypatch, capsys, *batch, "--progress", "json")
+    summary = json.loads(out.splitlines()[-1])
+    assert code == 7 and "1 of 2 files had damaged input (t.mp4)" in err
+    assert (summary["done"], summary["damaged"], summary["failed"]) == (1, 1, 0)
+    assert [f["frames"] for f in summary["files"]] == [expected, 3]
