@@ -249,10 +249,10 @@ class Upscaler:
                 self.stream(info, plan, FrameRange(done, None), reporter, damage, replanned=replanned),
                 writer,
             )
+            return concat_segments(work.segment_paths(), info, partial)
         except KeyboardInterrupt as exc:
             exc.kept_frames = work.frames_done  # what the interrupt message can promise
             raise
-        return concat_segments(work.segment_paths(), info, partial)
 
     @staticmethod
     def _encode(items: Iterator[tuple[Frame, torch.Tensor]], writer) -> int:

@@ -29,12 +29,13 @@ def interrupted(exc: KeyboardInterrupt, resume: bool) -> Interrupted:
     what = "terminated" if isinstance(exc, Terminated) else "interrupted"
     kept = ""
     if resume:  # promise only what was kept: the first segment may not have been finished yet
-        frames = getattr(exc, "kept_frames", 0)
-        kept = (
-            f"; {frames} finished frames are kept: rerun with --resume to continue"
-            if frames
-            else "; no segment was finished yet, so a rerun starts over"
-        )
+        frames = getattr(exc, "kept_frames", None)  # set where a resumable job was running
+        if frames is None:
+            kept = "; rerun with --resume to continue from any finished segments"
+        elif frames:
+            kept = f"; {frames} finished frames are kept: rerun with --resume to continue"
+        else:
+            kept = "; no segment was finished yet, so a rerun starts over"
     error = Interrupted(f"{what}; no partial output was left behind{kept}")
     if isinstance(exc, Terminated):
         error.exit_code = 128 + signal.SIGTERM
