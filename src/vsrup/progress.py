@@ -237,7 +237,7 @@ def _rich_table(outcomes: list[dict]):
     for column in ("status", "input", "output", "frames", "time", "error"):
         table.add_column(column)
     for o in outcomes:
-        done = o["status"] == "done"
+        done = o["status"] in ("done", "damaged")  # a damaged input's output holds its frames
         table.add_row(
             f"[{colour[o['status']]}]{o['status']}[/]",
             o["file"],
