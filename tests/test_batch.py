@@ -213,4 +213,51 @@ def test_ctrl_c_stops_the_batch_and_still_summarises_what_was_done(folder, tmp_p
     assert code == 130 and "interrupted" in err
     summary = events(stdout)[-1]
     assert summary["event"] == "summary" and (summary["done"], summary["failed"]) == (1, 0)
+    assert (summary["unfinished"], summary["not_started"]) == (1, 2)  # issue 17: none left out
+    statuses = {Path(f["file"]).name: f["status"] for f in summary["files"]}
+    assert statuses == {"a.mp4": "done", "b.mkv": "unfinished", "broken.mp4": "not started",
+                        "c.mov": "not started"}  # fmt: skip
     assert tree(out) == ["a.mp4"]
+    code, _, err = run_cli(monkeypatch, capsys, "upscale", str(folder), str(tmp_path / "o2"), "-m", "bicubic")
+    assert code == 130 and "1 done, 0 skipped, 0 failed, 1 unfinished, 2 not started" in err
+
+
+def test_several_inputs_into_a_file_name_is_a_usage_error(tmp_path, monkeypatch, capsys):
+    """Issue 17: `vsrup upscale a.mp4 b.mp4 out.mp4` made a folder named out.mp4."""
+    a, b = make_clip(tmp_path / "a.mp4", frames=2), make_clip(tmp_path / "b.mp4", frames=2)
+    code, _, err = run_cli(monkeypatch, capsys, "upscale", str(a), str(b), str(tmp_path / "out.mp4"), "-q")
+    assert code == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert "output must be a folder" in err and "out.mp4/" in err
+    assert not (tmp_path / "out.mp4").exists()
+    code, _, _ = run_cli(monkeypatch, capsys, "upscale", str(a), str(b), f"{tmp_path / 'out.mp4'}/",
+                         "-m", "bicubic", "-s", "2", "-q")  # fmt: skip
+    assert code == 0 and tree(tmp_path / "out.mp4") == ["a.mp4", "b.mp4"]  # asked for with the slash
+
+
+def test_one_file_into_a_new_folder_with_a_trailing_slash(tmp_path, monkeypatch, capsys):
+    """Issue 17: `vsrup upscale a.mp4 outdir/` failed with "unsupported output extension ''"."""
+    clip = make_clip(tmp_path / "a.mp4", frames=2)
+    args = ["upscale", str(clip), f"{tmp_path / 'outdir'}/", "-m", "bicubic", "-s", "2", "-q"]
+    assert run_cli(monkeypatch, capsys, *args)[0] == 0
+    assert tree(tmp_path / "outdir") == ["a.mp4"]
+
+
+def test_finish_events_have_one_shape_for_a_file_a_batch_and_a_failure(folder, tmp_path, monkeypatch, capsys):
+    """Issue 17: `finish` said `frames_done` on success and `frames` on failure."""
+    keys = {"event", "file", "output", "status", "frames", "seconds", "error", "exit_code"}
+    json_args = ["-m", "bicubic", "-s", "2", "--progress", "json"]
+    clip = make_clip(tmp_path / "one.mp4", frames=3)
+    _, single, _ = run_cli(
+        monkeypatch, capsys, "upscale", str(clip), str(tmp_path / "one_x2.mp4"), *json_args
+    )
+    broken = folder / "sub" / "broken.mp4"
+    _, failed, _ = run_cli(monkeypatch, capsys, "upscale", str(broken), str(tmp_path / "b.mp4"), *json_args)
+    _, batch, _ = run_cli(monkeypatch, capsys, "upscale", str(folder), str(tmp_path / "out"), *json_args)
+    finishes = [e for out in (single, failed, batch) for e in events(out) if e["event"] == "finish"]
+    assert {e["status"] for e in finishes} == {"done", "failed"} and len(finishes) == 6
+    assert all(set(e) == keys for e in finishes), finishes
+    done = finishes[0]
+    assert (done["file"], done["frames"], done["exit_code"], done["error"]) == (str(clip), 3, 0, None)
+    assert finishes[1]["exit_code"] == 3 and "not a readable video" in finishes[1]["error"]
+    summary = events(batch)[-1]
+    assert all(set(f) == keys - {"event"} for f in summary["files"])

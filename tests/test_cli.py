@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import argparse
+import os
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from conftest import decode_all, make_clip, packet_bytes
 
 from vsrup.io.probe import probe
@@ -51,3 +54,43 @@ def test_train_and_eval_commands_reach_their_own_options():
         result = vsrup(command, "--help")
         assert result.returncode == 0 and option in result.stdout
     assert vsrup("train", "--no-such-option").returncode == 2
+
+
+def test_help_shows_what_to_type_not_python_types():
+    """Issue 17: `{paths}`, `<list[Path]>` and `<bool>` in --help; --codec silent about VP9."""
+    for command in ("upscale", "info", "preview", "bench", "join", "models", "download-weights"):
+        result = subprocess.run(
+            [sys.executable, "-m", "vsrup.cli", command, "--help"], capture_output=True, text=True,
+            timeout=300, env=os.environ | {"COLUMNS": "200"},
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        for artefact in ("{", "<bool>", "<list[", "<str>", "<int>", "<float>", "<Path>"):
+            assert artefact not in result.stdout, (command, artefact)
+    upscale = vsrup("upscale", "--help").stdout
+    assert "INPUT... OUTPUT" in " ".join(upscale.split()) and "VP9" in upscale
+
+
+def test_every_train_and_eval_option_has_help_and_a_metavar(monkeypatch):
+    from vsrup import evaluate
+    from vsrup.train import __main__ as train_main
+
+    for command in ("train", "eval"):
+        text = vsrup(command, "--help").stdout
+        assert f"usage: vsrup {command}" in text and "default " not in text.replace("(default: ", "")
+    assert "--model NAME" in vsrup("eval", "--help").stdout
+    parsers = []  # each command's parser, caught as it parses
+
+    def catch(self, *args, **kwargs):
+        parsers.append(self)
+        raise SystemExit(0)
+
+    monkeypatch.setattr(argparse.ArgumentParser, "parse_args", catch)
+    for main, argv in ((train_main.main, ["--out", "x"]), (evaluate.main, [])):
+        with pytest.raises(SystemExit):
+            main(argv)
+    assert len(parsers) == 2
+    for parser in parsers:
+        for action in parser._actions:
+            if action.dest != "help":
+                assert action.help, (parser.prog, action.dest)
+                assert action.nargs == 0 or action.metavar, (parser.prog, action.dest)

@@ -57,7 +57,7 @@ def test_two_cpu_workers_equal_a_single_run_with_one_progress_stream(tmp_path):
     done = [e["frames_done"] for e in lines if e["event"] == "progress"]
     assert lines[0] == {"event": "start", "file": str(src), "frames_total": 20}
     assert done == sorted(done) and done[-1] == 20
-    assert lines[-1]["event"] == "finish" and lines[-1]["frames_done"] == 20
+    assert lines[-1]["event"] == "finish" and lines[-1]["frames"] == 20
     assert len(done) >= 6  # 3 segments per worker, each reporting as it goes
     assert not list(tmp_path.glob(".*vsrup-segments*"))  # the scratch folder is gone
 

@@ -316,3 +316,53 @@ def test_ctrl_c_or_kill_mid_run_leaves_nothing(tmp_path, sent, code, word):
     assert progress[-1]["frames_done"] < 240  # it was really stopped mid-run
     assert_one_line(err, f"{word}; no partial output was left behind")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["long.mp4"]
+
+
+def ffprobe_frames(path: Path) -> int:
+    """Frames FFmpeg itself decodes from `path` (the reference for a damaged input)."""
+    out = subprocess.run(
+        ["ffprobe", "-v", "quiet", "-count_frames", "-select_streams", "v:0",
+         "-show_entries", "stream=nb_read_frames", "-of", "csv=p=0", str(path)],
+        capture_output=True, text=True, check=False,
+    ).stdout  # fmt: skip
+    return int(out.strip().strip(","))
+
+
+def test_truncated_faststart_mp4_keeps_every_decodable_frame_and_exits_8(
+    sample_clip, tmp_path, monkeypatch, capsys
+):
+    """Issue 17: the index at the front promises 45 frames; the cut loses the last packets and
+    damages one. Every frame FFmpeg can decode is written (none made up), said once, exit 8."""
+    faststart = tmp_path / "fs.mp4"
+    with (
+        av.open(str(sample_clip)) as src,
+        av.open(str(faststart), "w", options={"movflags": "+faststart"}) as out,
+    ):
+        video = out.add_stream_from_template(src.streams.video[0])
+        for packet in src.demux(src.streams.video[0]):
+            if packet.dts is not None:
+                packet.stream = video
+                out.mux(packet)
+    data = faststart.read_bytes()
+    cut = tmp_path / "t.mp4"
+    cut.write_bytes(data[: int(len(data) * 0.93)])
+    expected = ffprobe_frames(cut)
+    assert 0 < expected < 45
+    target = tmp_path / "out.mp4"
+    args = upscale_args(cut, target, "-s", "2")
+    code, out, err = run_cli(monkeypatch, capsys, *[a for a in args if a != "-q"], "--progress", "json")
+    assert code == 8
+    assert_one_line(err, "input is damaged", "t.mp4", f"{expected} of 45 frames recovered")
+    assert ffprobe_frames(target) == expected
+    finish = [json.loads(line) for line in out.splitlines() if '"finish"' in line]
+    assert len(finish) == 1 and finish[0]["status"] == "damaged" and finish[0]["frames"] == expected
+    assert finish[0]["exit_code"] == 8 and "recovered" in finish[0]["error"]
+    assert no_leftovers(tmp_path) == []
+    # in a batch: recorded as damaged with its frames, the batch goes on and exits 7
+    good = make_clip(tmp_path / "good.mp4", frames=3)
+    batch = ["upscale", str(cut), str(good), str(tmp_path / "out") + "/", "-m", "bicubic", "-s", "2"]
+    code, out, err = run_cli(monkeypatch, capsys, *batch, "--progress", "json")
+    summary = json.loads(out.splitlines()[-1])
+    assert code == 7 and "1 of 2 files had damaged input (t.mp4)" in err
+    assert (summary["done"], summary["damaged"], summary["failed"]) == (1, 1, 0)
+    assert [f["frames"] for f in summary["files"]] == [expected, 3]

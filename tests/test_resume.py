@@ -254,3 +254,63 @@ def test_resumed_run_keeps_the_earlier_runs_automatic_plan(tmp_path, monkeypatch
     images, w12, w8 = (decode_all(p)[1] for p in (target, tmp_path / "w12.mkv", tmp_path / "w8.mkv"))
     assert all(np.array_equal(a, b) for a, b in zip(images, w12, strict=True))
     assert not all(np.array_equal(a, b) for a, b in zip(images, w8, strict=True))  # the check can fail
+
+
+def test_segments_are_a_minute_of_work_and_a_resumed_run_reports_only_its_own_speed(
+    tmp_path, monkeypatch, capsys
+):
+    """Issue 17: segments are cut by time of work, not every 240 frames (minutes at 180p ×4 on a
+    CPU), so Ctrl-C keeps what it says it keeps; the resumed run's fps counts only its own frames."""
+    register_window_dependent(delay=0.1)  # 2 new frames per window: about 20 frames/s at most
+    monkeypatch.setattr(resume, "SEGMENT_SECONDS", 0.25)  # "a minute", scaled down
+    clip = make_clip(tmp_path / "in.mkv", frames=len(VFR_MS), pts=VFR_MS)
+    target = tmp_path / "out.mkv"
+    args = ["upscale", str(clip), str(target), "-m", "window-dependent", "-s", "2", "--window", "4",
+            "--overlap", "2", "--device", "cpu", "--codec", "ffv1"]  # fmt: skip
+    interrupt_after_two_segments(monkeypatch)
+    code, _, err = run_cli(monkeypatch, capsys, *args, "-q", "--resume")
+    kept = sum(s["frames"] for s in manifest_segments(target))
+    assert code == 130 and 0 < kept < len(VFR_MS)
+    assert err.strip() == (
+        f"vsrup: error: interrupted; no partial output was left behind; {kept} finished frames are "
+        "kept: rerun with --resume to continue"
+    )
+    monkeypatch.setattr(resume.SegmentedWriter, "_finish_segment", _plain_finish)
+    code, out, err = run_cli(monkeypatch, capsys, *args, "--progress", "json", "--resume")
+    assert code == 0, err
+    events = [json.loads(line) for line in out.splitlines()]
+    progress = [e for e in events if e["event"] == "progress"]
+    assert progress[0]["stage"] == "resumed" and progress[0]["frames_done"] == kept
+    assert progress[0]["fps"] == 0 and progress[0]["eta_s"] is None
+    assert all(e["fps"] < 40 for e in progress)  # was kept / a few ms: hundreds of thousands
+    assert progress[-1]["frames_done"] == len(VFR_MS) and events[-1]["frames"] == len(VFR_MS)
+
+
+_plain_finish = resume.SegmentedWriter._finish_segment
+
+
+def test_ctrl_c_before_the_first_segment_promises_nothing_and_the_rerun_starts_quietly(
+    tmp_path, monkeypatch, capsys, caplog
+):
+    register_window_dependent()
+    clip = make_clip(tmp_path / "in.mkv", frames=12)
+    target = tmp_path / "out.mkv"
+    args = ["upscale", str(clip), str(target), "-m", "window-dependent", "-s", "2", "--window", "4",
+            "--overlap", "2", "--device", "cpu", "--codec", "ffv1", "-q", "--resume"]  # fmt: skip
+    real = WindowDependent.upscale
+
+    def stop_at_third_window(self, frames):
+        if WindowDependent.calls == 2:
+            raise KeyboardInterrupt
+        return real(self, frames)
+
+    WindowDependent.calls = 0
+    monkeypatch.setattr(WindowDependent, "upscale", stop_at_third_window)
+    code, _, err = run_cli(monkeypatch, capsys, *args)
+    assert code == 130 and "no segment was finished yet" in err and "are kept" not in err
+    assert resume.work_folder(target).is_dir()  # the job folder stays, with no finished segment
+    monkeypatch.setattr(WindowDependent, "upscale", real)
+    with caplog.at_level(logging.WARNING):
+        code, _, err = run_cli(monkeypatch, capsys, *args)
+    assert code == 0 and err == "" and "unusable" not in caplog.text
+    assert len(decode_all(target)[0]) == 12

@@ -219,7 +219,9 @@ def test_a_late_segment_seeks_to_a_keyframe_instead_of_decoding_from_the_start(t
     all_pts, all_images = decode_all(src)
     decoded_from_start = []
     original = reader._decode_all
-    monkeypatch.setattr(reader, "_decode_all", lambda i: decoded_from_start.append(1) or original(i))
+    monkeypatch.setattr(
+        reader, "_decode_all", lambda i, damage=None: decoded_from_start.append(1) or original(i, damage)
+    )
     first = first_needed(FrameRange(21, 26), Plan(window=4, overlap=2, tile=0))
     frames = list(reader.read_frames(info, first))
     assert first == 18  # window 9 (frames 18–21) is the first that holds frame 21

@@ -44,6 +44,17 @@ class BatchError(VsrupError):
     exit_code = 7
 
 
+class InputDamaged(VsrupError):
+    """The input is damaged (truncated, bad packets): every frame that could be decoded was upscaled
+    and the output written with them, but frames are missing. A batch records it and goes on."""
+
+    exit_code = 8
+
+    def __init__(self, message: str, frames: int = 0, seconds: float = 0.0) -> None:
+        super().__init__(message)
+        self.frames, self.seconds = frames, seconds
+
+
 class Interrupted(VsrupError):
     exit_code = 130
 

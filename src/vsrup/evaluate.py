@@ -239,30 +239,43 @@ def print_table(result: dict) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m vsrup.evaluate", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="vsrup eval", description=__doc__.split("\n")[0])
     parser.add_argument(
-        "sources",
-        nargs="*",
-        type=Path,
-        metavar="HR",
+        "sources", nargs="*", type=Path, metavar="SOURCE",
         help="HR videos or frame folders (default: the held-out set in benchmarks/heldout)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--model", default="tiny", metavar="NAME",
+        help="model name (see `vsrup models`), a converted bundle folder, or tiny weights (.safetensors) (default: tiny)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--scale",
+        type=int,
+        default=4,
+        choices=(2, 4),
+        metavar="N",
+        help="upscaling factor: 2 or 4 (default: 4)",
     )
     parser.add_argument(
-        "--model",
-        default="tiny",
-        help="model name, a converted bundle folder, or tiny weights (.safetensors)",
+        "--frames", type=int, default=30, metavar="N", help="first N frames of each source (default: 30)"
     )
-    parser.add_argument("--scale", type=int, default=4, choices=(2, 4), help="upscaling factor")
-    parser.add_argument("--frames", type=int, default=30, help="first N frames of each source")
-    parser.add_argument("--variants", default="bicubic,degraded", help="LR kinds: bicubic,degraded")
+    parser.add_argument(
+        "--variants", default="bicubic,degraded", metavar="KINDS",
+        help="LR kinds, comma-separated: bicubic, degraded (default: both)",
+    )  # fmt: skip
     parser.add_argument(
         "--window",
         type=int,
         default=None,
+        metavar="N",
         help="frames per model window (default: the model's, as in upscale)",
     )
-    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch default)")
-    parser.add_argument("--json", type=Path, help="also write the results as JSON here ('-' = stdout)")
+    parser.add_argument(
+        "--threads", type=int, default=0, metavar="N", help="torch CPU threads (0 = torch default)"
+    )
+    parser.add_argument(
+        "--json", type=Path, metavar="FILE", help="also write the results as JSON here ('-' = stdout)"
+    )
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -21,15 +21,16 @@ class Rate:
     total: int | None
     done: int = 0
     started: float = field(default_factory=time.perf_counter)
+    earlier: int = 0  # frames an earlier run finished (--resume): done, but not this run's speed
 
     @property
     def fps(self) -> float:
         elapsed = time.perf_counter() - self.started
-        return self.done / elapsed if elapsed > 0 else 0.0
+        return (self.done - self.earlier) / elapsed if elapsed > 0 else 0.0
 
     @property
     def eta_s(self) -> float | None:
-        if not self.total or not self.done:
+        if not self.total or self.done <= self.earlier:  # no frame of this run yet: no speed
             return None
         return max(0.0, (self.total - self.done) / max(self.fps, 1e-9))
 
@@ -47,14 +48,23 @@ class Reporter:
     def advance(self, frames: int, stage: str = "upscale") -> None:
         self.rate.done += frames
 
+    def resumed(self, frames: int) -> None:
+        """`frames` were finished by an earlier run (--resume): done, but they say nothing of speed."""
+        self.rate.earlier += frames
+        self.advance(frames, "resumed")
+
     def finish(self, status: str = "done", **extra: object) -> None:
-        pass
+        """A file is written (`extra`: the fields of `finish_event`: output, frames, seconds...)."""
+
+    def failed(self, outcome: dict) -> None:
+        """The one input file ended without a clean output (`run.jobs.Outcome.as_dict`); the command
+        prints its error line, so only JSON adds its `finish` event."""
 
     def message(self, text: str) -> None:
         pass
 
     def outcome(self, outcome: dict) -> None:
-        """A file of a batch that was skipped or failed, said at once (`run.jobs.Outcome.as_dict`)."""
+        """A file of a batch that was skipped, damaged or failed, said at once (`Outcome.as_dict`)."""
         self.message(f"{outcome['file']}: {outcome['status']}: {outcome['error']}")
 
     def summary(self, outcomes: list[dict]) -> None:
@@ -68,8 +78,35 @@ class Reporter:
         pass
 
 
+STATUSES = ("done", "skipped", "failed")  # always counted in a summary
+LATE_STATUSES = ("damaged", "unfinished", "not started")  # counted when they occur
+
+
 def _counts(outcomes: list[dict]) -> dict[str, int]:
-    return {s: sum(o["status"] == s for o in outcomes) for s in ("done", "skipped", "failed")}
+    counts = {s: sum(o["status"] == s for o in outcomes) for s in STATUSES + LATE_STATUSES}
+    return {s: n for s, n in counts.items() if s in STATUSES or n}
+
+
+def finish_event(
+    file: str,
+    status: str = "done",
+    output: str | None = None,
+    frames: int = 0,
+    seconds: float = 0.0,
+    error: str | None = None,
+    exit_code: int = 0,
+) -> dict:
+    """The one shape of a `finish` event: a single file, a batch's file, a failure alike."""
+    return {
+        "event": "finish",
+        "file": file,
+        "output": output,
+        "status": status,
+        "frames": frames,
+        "seconds": round(seconds, 3),
+        "error": error or None,
+        "exit_code": exit_code,
+    }
 
 
 class QuietReporter(Reporter):
@@ -103,16 +140,22 @@ class JsonReporter(Reporter):
         )
 
     def finish(self, status: str = "done", **extra: object) -> None:
-        self._emit(event="finish", file=self.file, status=status, frames_done=self.rate.done, **extra)
+        self._emit(
+            **finish_event(**({"file": self.file, "status": status, "frames": self.rate.done} | extra))
+        )
+
+    def failed(self, outcome: dict) -> None:
+        self._emit(**finish_event(**outcome))
 
     def message(self, text: str) -> None:
         self._emit(event="message", file=self.file, text=text)
 
     def outcome(self, outcome: dict) -> None:
-        self._emit(event="finish", **outcome)
+        self._emit(**finish_event(**outcome))
 
     def summary(self, outcomes: list[dict]) -> None:
-        self._emit(event="summary", **_counts(outcomes), files=outcomes)
+        counts = {s: sum(o["status"] == s for o in outcomes) for s in STATUSES + LATE_STATUSES}
+        self._emit(event="summary", **{s.replace(" ", "_"): n for s, n in counts.items()}, files=outcomes)
 
 
 class LineReporter(Reporter):
@@ -135,7 +178,8 @@ class LineReporter(Reporter):
             )
 
     def finish(self, status: str = "done", **extra: object) -> None:
-        self.stream.write(f"{self.file}: {status}, {self.rate.done} frames at {self.rate.fps:.2f} fps\n")
+        frames = extra.get("frames", self.rate.done)
+        self.stream.write(f"{self.file}: {status}, {frames} frames at {self.rate.fps:.2f} fps\n")
 
     def message(self, text: str) -> None:
         self.stream.write(text + "\n")
@@ -187,12 +231,13 @@ class RichReporter(Reporter):
 def _rich_table(outcomes: list[dict]):
     from rich.table import Table
 
-    colour = {"done": "green", "skipped": "yellow", "failed": "red"}
+    colour = {"done": "green", "skipped": "yellow", "failed": "red", "damaged": "magenta"}
+    colour |= {"unfinished": "red", "not started": "dim"}
     table = Table(title=", ".join(f"{n} {s}" for s, n in _counts(outcomes).items()))
     for column in ("status", "input", "output", "frames", "time", "error"):
         table.add_column(column)
     for o in outcomes:
-        done = o["status"] == "done"
+        done = o["status"] in ("done", "damaged")  # a damaged input's output holds its frames
         table.add_row(
             f"[{colour[o['status']]}]{o['status']}[/]",
             o["file"],

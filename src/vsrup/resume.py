@@ -22,6 +22,7 @@ import json
 import logging
 import os
 import shutil
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -32,6 +33,7 @@ from vsrup.io.writer import SEGMENT_EXT, EncodeSettings, VideoWriter
 log = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
+SEGMENT_SECONDS = 60.0  # about this much work per segment: what a Ctrl-C or a crash can lose
 _VERSION = 1
 
 
@@ -66,11 +68,12 @@ class ResumeFolder:
             work.segments = [Segment(**s) for s in earlier["segments"]]
             work.plan = earlier.get("plan") or work.plan
         elif work.path.exists():
-            reason = "its settings or input differ" if earlier else "it has no readable manifest"
-            log.warning(
-                "starting %s over: the unfinished job in %s is unusable (%s)", target, work.path, reason
-            )
-            shutil.rmtree(work.path)
+            if earlier is not None or work._has_segment_files():  # finished work is lost: say so
+                reason = "its settings or input differ" if earlier else "it has no readable manifest"
+                log.warning(
+                    "starting %s over: the unfinished job in %s is unusable (%s)", target, work.path, reason
+                )
+            shutil.rmtree(work.path)  # else nothing was finished yet (at most a half segment): start quietly
         try:
             work.path.mkdir(exist_ok=True)
         except OSError as exc:
@@ -119,6 +122,9 @@ class ResumeFolder:
         _fsync(scratch)
         os.replace(scratch, self.path / MANIFEST)
 
+    def _has_segment_files(self) -> bool:
+        return any(entry.name[:5].isdigit() for entry in self.path.iterdir())
+
     def _drop_debris(self) -> None:
         """Delete what a killed run left unlisted (a half-written segment, a manifest draft)."""
         keep = {MANIFEST} | {s.file for s in self.segments}
@@ -133,9 +139,10 @@ def _fsync(path: Path) -> None:
 
 
 class SegmentedWriter:
-    """A writer with `VideoWriter`'s `write`, that starts a new segment file every `segment_frames`
-    frames and hands each finished one to the `ResumeFolder`. Frames reach it already blended and
-    final, so it may cut anywhere."""
+    """A writer with `VideoWriter`'s `write`, that starts a new segment file after about
+    `segment_seconds` of work (or, when `segment_frames` is given, after that many frames: tests)
+    and hands each finished one to the `ResumeFolder`. Frames reach it already blended and final, so
+    it may cut on any frame: a segment is a fixed amount of lost work on Ctrl-C, whatever the speed."""
 
     def __init__(
         self,
@@ -143,17 +150,27 @@ class SegmentedWriter:
         info: VideoInfo,
         size: tuple[int, int],
         encode: EncodeSettings,
-        segment_frames: int,
+        segment_seconds: float | None = None,
+        segment_frames: int | None = None,
+        clock=time.monotonic,
     ) -> None:
         self.work, self.info, self.size, self.encode = work, info, size, encode
-        self.segment_frames = max(1, segment_frames)
+        self.segment_seconds = SEGMENT_SECONDS if segment_seconds is None else segment_seconds
+        self.segment_frames = None if segment_frames is None else max(1, segment_frames)
+        self.clock = clock
         self._writer: VideoWriter | None = None
         self._partial = work.path / f"partial{SEGMENT_EXT}"
         self._count = 0
+        self._since = clock()  # when the segment in progress began (its work, not its first write)
         self.frames_written = 0
 
+    def _segment_full(self) -> bool:
+        if self.segment_frames is not None:
+            return self._count >= self.segment_frames
+        return self.clock() - self._since >= self.segment_seconds
+
     def write(self, pts: int | None, duration: int | None, image) -> None:
-        if self._writer is not None and self._count >= self.segment_frames:
+        if self._writer is not None and self._segment_full():
             self._finish_segment()
         if self._writer is None:
             self._writer = VideoWriter(
@@ -177,4 +194,4 @@ class SegmentedWriter:
     def _finish_segment(self) -> None:
         self._writer.close()
         self.work.add(self._partial, self._count)
-        self._writer, self._count = None, 0
+        self._writer, self._count, self._since = None, 0, self.clock()

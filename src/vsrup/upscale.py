@@ -22,11 +22,11 @@ import torch
 
 from vsrup import hostmem, models, resume, tuning
 from vsrup.devices import resolve_device, resolve_dtype
-from vsrup.errors import InputError, UsageError
+from vsrup.errors import InputDamaged, InputError, UsageError
 from vsrup.io.concat import concat_segments
 from vsrup.io.files import atomic_output, check_output
 from vsrup.io.probe import VideoInfo, probe
-from vsrup.io.reader import Frame, read_frames
+from vsrup.io.reader import Damage, Frame, read_frames
 from vsrup.io.writer import EncodeSettings, VideoWriter, choose_codec, segment_codec
 from vsrup.pipeline.cuts import last_cut, thumbnail
 from vsrup.pipeline.plan import Plan, make_plan
@@ -51,7 +51,8 @@ class UpscaleSettings:
     encode: EncodeSettings = field(default_factory=EncodeSettings)
     overwrite: bool = False
     resume: bool = False  # keep finished segments beside the output so a rerun continues
-    segment_frames: int = 240  # with resume: frames per finished segment (at least; ends on a window)
+    segment_seconds: float | None = None  # with resume: seconds of work per segment (None: resume's 60)
+    segment_frames: int | None = None  # with resume: frames per segment instead (tests force small ones)
     compile: bool = False  # torch.compile the model's heavy modules (CUDA only)
     verbose: bool = False  # report the chosen device, window, overlap, tile, speed switches
     start: str | None = None  # --start/--end: upscale only this part (video only)
@@ -137,12 +138,19 @@ class Upscaler:
         return plan.noted(*self.speed_notes)
 
     def stream(
-        self, info: VideoInfo, plan: Plan, span: FrameRange = WHOLE, reporter: Reporter | None = None, **hooks
+        self,
+        info: VideoInfo,
+        plan: Plan,
+        span: FrameRange = WHOLE,
+        reporter: Reporter | None = None,
+        damage: Damage | None = None,
+        **hooks,
     ) -> Iterator[tuple[Frame, torch.Tensor]]:
         """`upscale_stream` over the frames of `info` that `span` needs (decoded from the first window
-        that touches it)."""
+        that touches it). With `damage`, a damaged input yields every frame that can be decoded and
+        `damage` says what was lost; without, it is an error."""
         shot = shot_start(info, span, plan)
-        frames = read_frames(info, first_needed(span, plan, shot))
+        frames = read_frames(info, first_needed(span, plan, shot), damage)
         advance = reporter.advance if reporter is not None else None
         return upscale_stream(frames, self.runner, plan, span, advance=advance, shot_start=shot, **hooks)
 
@@ -176,21 +184,24 @@ class Upscaler:
         elif resume.work_folder(target).is_dir():
             folder = resume.work_folder(target)
             reporter.message(f"note: {folder} holds unfinished work for this output; --resume would use it")
+        damage = Damage()  # a damaged input still gives every frame that can be decoded
         with atomic_output(target) as partial:
             if work is not None:
-                written = self._encode_resumable(info, plan, work, partial, reporter)
+                written = self._encode_resumable(info, plan, work, partial, reporter, damage)
             else:
                 writer = self._writer(
                     partial, info, self.settings.encode, target.suffix.lower(), frame_range is None
                 )
-                written = self._encode(self.stream(info, plan, span, reporter), writer)
+                written = self._encode(self.stream(info, plan, span, reporter, damage), writer)
                 if written == 0:
                     raise InputError(f"no frames of {source} lie in the range {span.start}f-{span.stop}f")
         if work is not None:
             work.remove()  # only once the output is in place
         hostmem.release_host_memory()
         seconds = time.perf_counter() - started
-        reporter.finish("done", output=str(target), seconds=round(seconds, 3))
+        if damage.errors:  # the output is complete for what could be read; the caller must hear of it
+            raise InputDamaged(damage.describe(source), frames=written, seconds=seconds)
+        reporter.finish("done", output=str(target), frames=written, seconds=seconds)
         return FileResult(source, target, written, seconds, plan)
 
     def _writer(
@@ -229,23 +240,37 @@ class Upscaler:
         return work, plan
 
     def _encode_resumable(
-        self, info: VideoInfo, plan: Plan, work: resume.ResumeFolder, partial: Path, reporter: Reporter
+        self,
+        info: VideoInfo,
+        plan: Plan,
+        work: resume.ResumeFolder,
+        partial: Path,
+        reporter: Reporter,
+        damage: Damage,
     ) -> int:
         """--resume: encode into segment files that outlive a crash, after those an earlier run
         finished; then join them all into `partial` with the audio. Returns the frames written."""
         done = work.frames_done
         if done:
             reporter.message(f"{info.path.name}: resuming after {done} finished frames")
-            reporter.advance(done)
+            reporter.resumed(done)  # counted as done, but not as this run's speed
         encode = segment_codec(partial, self.settings.encode)
         size = self.model.output_size(info.width, info.height)
-        writer = resume.SegmentedWriter(work, info, size, encode, self.settings.segment_frames)
+        s = self.settings
+        writer = resume.SegmentedWriter(work, info, size, encode, s.segment_seconds, s.segment_frames)
 
         def replanned(new: Plan) -> None:  # the frames from here on use this tile: so must a resumed run
             work.plan["tile"] = new.tile
 
-        self._encode(self.stream(info, plan, FrameRange(done, None), reporter, replanned=replanned), writer)
-        return concat_segments(work.segment_paths(), info, partial)
+        try:
+            self._encode(
+                self.stream(info, plan, FrameRange(done, None), reporter, damage, replanned=replanned),
+                writer,
+            )
+            return concat_segments(work.segment_paths(), info, partial)
+        except KeyboardInterrupt as exc:
+            exc.kept_frames = work.frames_done  # what the interrupt message can promise
+            raise
 
     @staticmethod
     def _encode(items: Iterator[tuple[Frame, torch.Tensor]], writer) -> int:

@@ -45,10 +45,12 @@ UPSCALE_HELP = """Upscale a video (or every video of a folder) and keep its audi
 
 @app.command(help=UPSCALE_HELP)
 def upscale(
-    paths: list[Path] = typer.Argument(
+    paths: list[str] = typer.Argument(  # str, not Path: a trailing / (output folder) must survive
         ...,
+        metavar="INPUT... OUTPUT",
         help="Inputs (videos, folders, globs), then the output: a file for one input video (its "
-        "extension picks the container), else a folder.",
+        "extension picks the container; an existing folder or one ending in / gets the input's "
+        "name), else a folder.",
         show_default=False,
     ),
     scale: options.Scale = 4,
@@ -70,7 +72,11 @@ def upscale(
         False, "--verbose", "-v", help="Print the chosen device, window, overlap, tile and speed switches."
     ),
     codec: str = typer.Option(
-        None, help="Video encoder (default by extension: .mp4 → libx264, .mkv → libx264)."
+        None,
+        metavar="NAME",
+        help="Video encoder (default by extension: .mp4/.mov/.mkv → libx264 (H.264), .webm → libvpx-vp9 "
+        "(VP9)); ffv1 in .mkv is lossless.",
+        show_default=False,
     ),
     crf: int = typer.Option(None, help="Encoder quality (x264/x265 CRF, default 18)."),
     preset: str = typer.Option(None, help="Encoder preset, e.g. slow, medium, veryfast."),

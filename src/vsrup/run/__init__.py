@@ -13,7 +13,7 @@ from pathlib import Path
 
 from vsrup.errors import UsageError
 from vsrup.progress import Reporter
-from vsrup.run.jobs import Outcome, raise_if_failed, read_paths, skipped
+from vsrup.run.jobs import Outcome, raise_if_failed, read_paths, skipped, unfinished
 
 
 def upscale_paths(
@@ -45,8 +45,10 @@ def upscale_paths(
     try:
         outcomes += executor.run(todo, reporter, single) if todo else []
     except KeyboardInterrupt:
-        if not single:  # what the batch finished before it was stopped
-            reporter.summary([o.as_dict() for o in outcomes + getattr(executor, "outcomes", [])])
+        if not single:  # what the batch finished before it was stopped, and what it did not
+            ended = outcomes + getattr(executor, "outcomes", [])
+            ended += unfinished(todo, ended, in_order=hasattr(executor, "outcomes"))
+            reporter.summary([o.as_dict() for o in ended])
         raise
     if not single:
         reporter.summary([o.as_dict() for o in outcomes])

@@ -27,7 +27,15 @@ def treat_sigterm_as_interrupt() -> None:
 def interrupted(exc: KeyboardInterrupt, resume: bool) -> Interrupted:
     """The one-line error for Ctrl-C (exit 130) or SIGTERM (exit 143, as the shell reports it)."""
     what = "terminated" if isinstance(exc, Terminated) else "interrupted"
-    kept = "; finished segments are kept: rerun with --resume to continue" if resume else ""
+    kept = ""
+    if resume:  # promise only what was kept: the first segment may not have been finished yet
+        frames = getattr(exc, "kept_frames", None)  # set where a resumable job was running
+        if frames is None:
+            kept = "; rerun with --resume to continue from any finished segments"
+        elif frames:
+            kept = f"; {frames} finished frames are kept: rerun with --resume to continue"
+        else:
+            kept = "; no segment was finished yet, so a rerun starts over"
     error = Interrupted(f"{what}; no partial output was left behind{kept}")
     if isinstance(exc, Terminated):
         error.exit_code = 128 + signal.SIGTERM

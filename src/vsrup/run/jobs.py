@@ -15,7 +15,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from vsrup.errors import BatchError, InputError, UsageError
+from vsrup.errors import BatchError, InputDamaged, InputError, UsageError
 from vsrup.io.writer import writable_extension
 
 # Files are picked by extension only: probing every file of a big folder would be slow, and a file
@@ -37,7 +37,7 @@ class Job:
 class Outcome:
     source: Path
     target: Path
-    status: str  # "done", "skipped" or "failed"
+    status: str  # "done", "damaged", "skipped", "failed"; after Ctrl-C "unfinished", "not started"
     frames: int = 0
     seconds: float = 0.0
     error: str = ""
@@ -63,6 +63,16 @@ def skipped(job: Job) -> Outcome:
 def failed(job: Job, error) -> Outcome:
     """`error`: a VsrupError (its exit code is kept)."""
     return Outcome(job.source, job.target, "failed", error=str(error), exit_code=error.exit_code)
+
+
+def ended(job: Job, error) -> Outcome:
+    """A job that raised `error` (a VsrupError): failed, or damaged (its output holds the frames
+    that could be decoded)."""
+    if isinstance(error, InputDamaged):
+        return Outcome(
+            job.source, job.target, "damaged", error.frames, error.seconds, str(error), error.exit_code
+        )
+    return failed(job, error)
 
 
 def is_video_name(path: Path) -> bool:
@@ -96,22 +106,29 @@ def output_name(source: Path, suffix: str) -> str:
     return f"{source.stem}{suffix}{writable_extension(source.suffix.lower())}"
 
 
-def read_paths(paths: list[Path], suffix: str = "") -> tuple[list[Job], bool]:
+def read_paths(paths: list[Path | str], suffix: str = "") -> tuple[list[Job], bool]:
     """(jobs, single): the command line's inputs then output. `single` is one input file, whose
-    output is a file (or goes into an existing folder); otherwise outputs go under a folder."""
+    output is a file, or `folder/NAME` for an existing folder or one written with a trailing slash
+    (created when needed); otherwise outputs go under a folder, and a file-like output is refused."""
     if len(paths) < 2:
         raise UsageError("give an input (file, folder or glob) and then the output")
     *inputs, output = (Path(p) for p in paths)
+    as_folder = output.is_dir() or str(paths[-1]).endswith(("/", os.sep))
     single = len(inputs) == 1 and not inputs[0].is_dir() and not _has_glob(str(inputs[0]))
     if single:
-        target = output / output_name(inputs[0], suffix) if output.is_dir() else output
+        target = output / output_name(inputs[0], suffix) if as_folder else output
         return [Job(inputs[0], target)], True
+    if not as_folder and not output.exists() and output.suffix.lower() in VIDEO_EXTENSIONS:
+        raise UsageError(  # a typo'd batch would otherwise make a folder named like a video
+            f"output must be a folder when upscaling a folder or several files, not a file name: "
+            f"{output} (write {output}/ for a folder of that name)"
+        )
     return plan_jobs(inputs, output, suffix), False
 
 
 def single_job(paths: list[Path], option: str) -> tuple[Path, Path]:
     """The one (input file, output file) pair that --compare and --dry-run work on."""
-    if len(paths) != 2 or Path(paths[0]).is_dir() or Path(paths[1]).is_dir():
+    if len(paths) != 2 or Path(paths[0]).is_dir() or Path(paths[1]).is_dir() or str(paths[1]).endswith("/"):
         raise UsageError(f"{option} takes one input video and one output file")
     return Path(paths[0]), Path(paths[1])
 
@@ -164,7 +181,24 @@ def _drop_own_outputs(jobs: list[Job]) -> list[Job]:
 
 
 def raise_if_failed(outcomes: list[Outcome]) -> None:
+    """A batch exits 7 when a file failed or came from a damaged input (its output lacks frames)."""
     failed = [o for o in outcomes if o.status == "failed"]
-    if failed:
-        names = ", ".join(o.source.name for o in failed[:3]) + (", ..." if len(failed) > 3 else "")
-        raise BatchError(f"{len(failed)} of {len(outcomes)} files failed ({names})")
+    damaged = [o for o in outcomes if o.status == "damaged"]
+    if failed or damaged:
+        parts = []
+        for group, word in ((failed, "failed"), (damaged, "had damaged input")):
+            if group:
+                names = ", ".join(o.source.name for o in group[:3]) + (", ..." if len(group) > 3 else "")
+                parts.append(f"{len(group)} of {len(outcomes)} files {word} ({names})")
+        raise BatchError("; ".join(parts))
+
+
+def unfinished(jobs: list[Job], outcomes: list[Outcome], in_order: bool) -> list[Outcome]:
+    """After Ctrl-C: an outcome for every job without one. Run `in_order` (one at a time), the first
+    was in progress and the rest not started; run side by side, all were in progress."""
+    have = {o.source for o in outcomes}
+    left = [job for job in jobs if job.source not in have]
+    return [
+        Outcome(job.source, job.target, "unfinished" if i == 0 or not in_order else "not started")
+        for i, job in enumerate(left)
+    ]

@@ -7,7 +7,7 @@ import time
 
 from vsrup.errors import VsrupError
 from vsrup.progress import Reporter
-from vsrup.run.jobs import Job, Outcome, failed
+from vsrup.run.jobs import Job, Outcome, ended
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +26,11 @@ class LocalExecutor:
         self.outcomes: list[Outcome] = []
         for job in jobs:
             if single:
-                result = upscaler.upscale_file(job.source, job.target, reporter)
+                try:
+                    result = upscaler.upscale_file(job.source, job.target, reporter)
+                except VsrupError as exc:  # the command prints the error; JSON also gets `finish`
+                    reporter.failed(ended(job, exc).as_dict())
+                    raise
                 outcome = Outcome(
                     job.source, job.target, "done", frames=result.frames, seconds=result.seconds
                 )
@@ -43,7 +47,7 @@ def _run_one(upscaler, job: Job, reporter: Reporter) -> Outcome:
     try:
         result = upscaler.upscale_file(job.source, job.target, reporter)
     except VsrupError as exc:
-        return failed(job, exc)
+        return ended(job, exc)
     except Exception as exc:  # noqa: BLE001 - one odd file must not end an overnight batch
         log.debug("unexpected failure on %s", job.source, exc_info=True)
         message = f"internal error: {type(exc).__name__}: {exc}"

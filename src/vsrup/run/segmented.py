@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from vsrup.errors import VsrupError, rebuild
+from vsrup.errors import InputDamaged, InputError, VsrupError, rebuild
 from vsrup.io.concat import concat_segments
 from vsrup.io.files import atomic_output, check_output
 from vsrup.io.probe import VideoInfo, probe, video_pts
@@ -124,6 +124,11 @@ def finish_file(work: FileWork) -> Outcome:
         work.error = exc
     finally:
         shutil.rmtree(work.scratch, ignore_errors=True)
+    if isinstance(work.error, InputDamaged):  # a segment cannot hand on what its neighbours lost
+        work.error = InputError(
+            f"input is damaged: {job.source}: --devices and --ray cannot recover it; run without "
+            "them to keep every frame that can be decoded"
+        )
     return failed(job, work.error)
 
 
@@ -139,11 +144,11 @@ def conclude(outcomes: list[Outcome], single: bool, reporter: Reporter, started:
     if single:
         [outcome] = outcomes
         if outcome.status == "failed":
-            reporter.finish("failed", seconds=seconds)
+            reporter.failed(outcome.as_dict() | {"seconds": seconds})
             raise rebuild_by_code(outcome.exit_code, outcome.error)
-        reporter.finish(outcome.status, output=str(outcome.target), seconds=seconds)
+        reporter.finish(outcome.status, output=str(outcome.target), frames=outcome.frames, seconds=seconds)
         return outcomes
-    reporter.finish("done", seconds=seconds)
+    reporter.finish("done", frames=sum(o.frames for o in outcomes), seconds=seconds)
     return outcomes
 
 

@@ -1,4 +1,4 @@
-"""`python -m vsrup.train`: train the tiny model from the command line (flags = TrainSettings)."""
+"""`vsrup train` (or `python -m vsrup.train`): train the tiny model from the command line."""
 
 from __future__ import annotations
 
@@ -10,17 +10,49 @@ from dataclasses import fields
 from vsrup.errors import VsrupError
 from vsrup.train.loop import TrainSettings, train
 
+# Every flag's help and metavar (the flags themselves are TrainSettings' fields).
+HELP = {
+    "out": ("FILE", "where the trained weights go (.safetensors; the .json config is written beside it)"),
+    "data": ("PATH", "videos or frame folders to train on (default: the shared data set)"),
+    "scale": ("N", "upscaling factor: 2 or 4"),
+    "steps": ("N", "optimiser steps"),
+    "batch": ("N", "windows per step"),
+    "frames": ("N", "frames per training window"),
+    "crop": ("PX", "HR crop size in pixels (the LR crop is crop / scale)"),
+    "lr": ("RATE", "peak learning rate (short warm-up, then cosine decay to 2%% of it)"),
+    "seed": ("N", "random seed: data order, crops and degradations follow from it and the step"),
+    "run_dir": ("DIR", "checkpoints, log.jsonl and the data cache of this run"),
+    "cache_dir": ("DIR", "cached HR windows (empty: RUN_DIR/cache)"),
+    "clean_fraction": ("F", "share of plain bicubic pairs (the benchmark's LR); the rest are degraded"),
+    "vary_start": ("F", "fraction of the run after which frame-varying degradations begin"),
+    "vary_max": ("F", "share of degraded windows that vary from frame to frame at the end"),
+    "width": ("N", "model width (channels)"),
+    "refiner_blocks": ("N", "residual blocks of the refiner"),
+    "latent_stride": ("N", "latent downsampling: 2 for the ×2 model keeps the cost per output pixel of ×4"),
+    "ckpt_every": ("STEPS", "write a checkpoint every this many steps"),
+    "log_every": ("STEPS", "append to log.jsonl every this many steps"),
+    "eval_every": ("STEPS", "evaluate on the held-out windows every this many steps"),
+    "threads": ("N", "torch CPU threads"),
+    "cache_frames": ("N", "frames per cached HR window (training windows are cut from these)"),
+    "cache_crop": ("PX", "cached HR crop size"),
+    "cache_windows": ("N", "windows spread over each source (3 crops each)"),
+    "init": ("FILE", "start from these weights (.safetensors): every tensor whose shape matches"),
+}
+
 
 def parse(argv: list[str]) -> tuple[TrainSettings, bool, bool]:
-    parser = argparse.ArgumentParser(prog="python -m vsrup.train", description=__doc__)
+    parser = argparse.ArgumentParser(prog="vsrup train", description=__doc__)
     for f in fields(TrainSettings):
         flag = "--" + f.name.replace("_", "-")
+        metavar, text = HELP[f.name]
         if f.name == "out":
-            parser.add_argument(flag, required=True, help="output weights (.safetensors)")
+            parser.add_argument(flag, required=True, metavar=metavar, help=text)
         elif f.name == "data":
-            parser.add_argument(flag, nargs="*", default=[], help="videos or frame folders")
+            parser.add_argument(flag, nargs="*", default=[], metavar=metavar, help=text)
         else:
-            parser.add_argument(flag, type=type(f.default), default=f.default, help=f"default {f.default}")
+            default = f.default if f.default != "" else None  # "(default: )" says nothing
+            parser.add_argument(flag, type=type(f.default), default=f.default, metavar=metavar,
+                                help=text if default is None else f"{text} (default: {default})")  # fmt: skip
     parser.add_argument("--resume", action="store_true", help="continue the run in --run-dir")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (log.jsonl only)")
     args = vars(parser.parse_args(argv))
