@@ -13,7 +13,7 @@ import av
 from vsrup.errors import InputError, OutputError, UsageError
 from vsrup.io.files import atomic_output, check_output
 from vsrup.io.passthrough import Passthrough
-from vsrup.io.probe import VideoInfo, ffmpeg_reason, open_input, probe
+from vsrup.io.probe import VideoInfo, ffmpeg_reason, open_input, output_color, probe
 from vsrup.io.writer import muxer_for
 
 
@@ -77,8 +77,9 @@ def _add_copied_video(container, first_segment: Path, info: VideoInfo):
     ctx = stream.codec_context
     if info.frame_rate:  # the muxer's frame-rate tag; a copied template may carry the tick rate
         ctx.framerate = info.frame_rate
-    ctx.color_primaries, ctx.color_trc = info.color.primaries, info.color.transfer
-    ctx.colorspace, ctx.color_range = info.color.matrix, info.color.range
+    color = output_color(info, ctx.height)  # as the segments' writer tagged and converted them
+    ctx.color_primaries, ctx.color_trc = color.primaries, color.transfer
+    ctx.colorspace, ctx.color_range = color.matrix, color.range
     if info.rotation:
         stream.set_display_rotation(info.rotation)
     return stream

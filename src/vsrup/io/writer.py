@@ -18,7 +18,7 @@ import numpy as np
 
 from vsrup.errors import OutputError, UsageError
 from vsrup.io.passthrough import NoPassthrough, Passthrough
-from vsrup.io.probe import VideoInfo, color_range_of, ffmpeg_reason, rgb_matrix
+from vsrup.io.probe import VideoInfo, color_range_of, ffmpeg_reason, matrix_of, output_color
 
 # Default encoder per container.
 _DEFAULT_CODEC = {".mp4": "libx264", ".m4v": "libx264", ".mov": "libx264", ".mkv": "libx264"}
@@ -130,8 +130,9 @@ class VideoWriter:
         stream.time_base = info.time_base
         stream.codec_context.time_base = info.time_base
         ctx = stream.codec_context
-        ctx.color_primaries, ctx.color_trc = info.color.primaries, info.color.transfer
-        ctx.colorspace, ctx.color_range = info.color.matrix, info.color.range
+        color = output_color(info, size[1])
+        ctx.color_primaries, ctx.color_trc = color.primaries, color.transfer
+        ctx.colorspace, ctx.color_range = color.matrix, color.range
         options = {}
         if settings.crf is not None:
             options["crf"] = str(settings.crf)
@@ -144,8 +145,8 @@ class VideoWriter:
         stream.options = options
         if info.rotation:
             stream.set_display_rotation(info.rotation)
-        self._yuv_matrix = rgb_matrix(info)
-        self._yuv_range = color_range_of(info)
+        self._yuv_matrix = matrix_of(color, size[1])
+        self._yuv_range = color_range_of(color)
         return stream
 
     def write(self, pts: int | None, duration: int | None, image: np.ndarray) -> None:

@@ -1,0 +1,97 @@
+"""What the output carries beside the pixels (issue 17): colour tags that match the conversion,
+a codec that plays for >8-bit input, audio the container can hold, and a word about what is left
+behind. Each test goes through the CLI, where the user meets it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+from av.video.reformatter import ColorRange, Colorspace
+from conftest import make_clip, run_cli
+
+GREEN = (36, 180, 85)  # a colour of GIF's rgb8 palette: no dithering
+
+# AVCOL_SPC code → swscale matrix, for decoding as a player does (by the tags).
+_PLAYER_MATRIX = {1: Colorspace.ITU709, 5: Colorspace.ITU601, 6: Colorspace.SMPTE170M}
+
+
+def green_clip(path: Path, codec: str, pix_fmt: str, size=(320, 180), frames: int = 2) -> Path:
+    """An untagged clip: a grey frame with a big green patch in the middle."""
+    width, height = size
+    image = np.full((height, width, 3), 128, np.uint8)
+    image[height // 4 : 3 * height // 4, width // 4 : 3 * width // 4] = GREEN
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream(codec, rate=25)
+        stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
+        for i in range(frames):
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24").reformat(format=pix_fmt)
+            frame.pts = i
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+    return path
+
+
+def tags_of(path: Path) -> tuple[int, int, int, int]:
+    with av.open(str(path)) as c:
+        ctx = c.streams.video[0].codec_context
+        return ctx.color_primaries, ctx.color_trc, ctx.colorspace, ctx.color_range
+
+
+def centre_as_players_see_it(path: Path) -> np.ndarray:
+    """The centre pixel of the first frame, converted to RGB by the stream's tags; untagged video by
+    its size (BT.709 from 720 lines), as players do."""
+    with av.open(str(path)) as c:
+        frame = next(c.decode(video=0))
+        if not frame.format.name.startswith("yuv"):
+            rgb = frame.to_ndarray(format="rgb24")
+            return rgb[frame.height // 2, frame.width // 2].astype(int)
+        matrix = _PLAYER_MATRIX.get(frame.colorspace)
+        if matrix is None:
+            matrix = Colorspace.ITU709 if frame.height >= 720 else Colorspace.ITU601
+        full = frame.color_range == 2
+        rgb = frame.reformat(
+            format="rgb24",
+            src_colorspace=matrix,
+            src_color_range=ColorRange.JPEG if full else ColorRange.MPEG,
+        ).to_ndarray()
+    return rgb[frame.height // 2, frame.width // 2].astype(int)
+
+
+@pytest.mark.parametrize(
+    "codec, pix_fmt, name", [("gif", "rgb8", "rgb.gif"), ("libx264", "yuv420p", "untagged_yuv.mkv")]
+)
+def test_untagged_input_upscaled_to_hd_is_tagged_bt709_and_keeps_its_colours(
+    tmp_path, monkeypatch, capsys, codec, pix_fmt, name
+):
+    source = green_clip(tmp_path / name, codec, pix_fmt)
+    assert tags_of(source)[2] == 2  # no matrix tag
+    green = centre_as_players_see_it(source)  # GIF's palette moves it a little
+    assert green[1] > 170 and green[0] < 60
+    out = tmp_path / "out.mp4"
+    code, _, err = run_cli(monkeypatch, capsys, "upscale", str(source), str(out), "--model", "bicubic", "-q")
+    assert code == 0, err
+    assert tags_of(out) == (1, 1, 1, 1)  # BT.709 primaries, transfer and matrix; limited range
+    # swscale's own rounding costs a level or two; the wrong matrix cost 20 (180 → 159 in green)
+    assert np.abs(centre_as_players_see_it(out) - green).max() <= 3
+
+
+def test_untagged_input_staying_sd_is_tagged_bt601(tmp_path, monkeypatch, capsys):
+    source = green_clip(tmp_path / "small.mkv", "libx264", "yuv420p", size=(64, 48))
+    out = tmp_path / "out.mkv"
+    code, _, err = run_cli(monkeypatch, capsys, "upscale", str(source), str(out), "--model", "bicubic", "-q")
+    assert code == 0, err
+    assert tags_of(out) == (6, 6, 6, 1)  # SMPTE 170M (BT.601), limited range
+    assert np.abs(centre_as_players_see_it(out) - centre_as_players_see_it(source)).max() <= 3
+
+
+def test_tagged_input_keeps_its_tags(tmp_path, monkeypatch, capsys):
+    source = make_clip(tmp_path / "tagged.mp4", frames=2)  # BT.709 tags, range unspecified
+    out = tmp_path / "out.mp4"
+    code, _, err = run_cli(monkeypatch, capsys, "upscale", str(source), str(out), "--model", "bicubic", "-q")
+    assert code == 0, err
+    assert tags_of(out) == (1, 1, 1, 1)
