@@ -95,3 +95,72 @@ def test_tagged_input_keeps_its_tags(tmp_path, monkeypatch, capsys):
     code, _, err = run_cli(monkeypatch, capsys, "upscale", str(source), str(out), "--model", "bicubic", "-q")
     assert code == 0, err
     assert tags_of(out) == (1, 1, 1, 1)
+
+
+def video_facts(path: Path) -> tuple[str, str, str, str | None]:
+    """(codec, codec tag, pixel format, profile) of the video stream."""
+    with av.open(str(path)) as c:
+        stream = c.streams.video[0]
+        ctx = stream.codec_context
+        return ctx.name, stream.codec_tag, ctx.pix_fmt, ctx.profile
+
+
+@pytest.mark.parametrize("resume", [False, True])
+def test_ten_bit_input_becomes_hevc_main10_tagged_hvc1_in_mp4(tmp_path, monkeypatch, capsys, resume):
+    source = make_clip(tmp_path / "ten.mkv", frames=4, ten_bit=True)
+    out = tmp_path / "out.mp4"
+    extra = ["--resume"] if resume else []  # segments joined by packet copy get the same tag
+    args = ["upscale", str(source), str(out), "--model", "bicubic", "--scale", "2", "-q", *extra]
+    code, _, err = run_cli(monkeypatch, capsys, *args)
+    assert code == 0, err
+    assert err == ""  # x265 keeps its banner to itself
+    assert video_facts(out) == ("hevc", "hvc1", "yuv420p10le", "Main 10")
+
+
+def test_codec_option_still_overrides_the_ten_bit_default(tmp_path, monkeypatch, capsys):
+    source = make_clip(tmp_path / "ten.mkv", frames=3, ten_bit=True)
+    out = tmp_path / "out.mp4"
+    args = [
+        "upscale",
+        str(source),
+        str(out),
+        "--model",
+        "bicubic",
+        "--scale",
+        "2",
+        "-q",
+        "--codec",
+        "libx264",
+    ]
+    code, _, err = run_cli(monkeypatch, capsys, *args)
+    assert code == 0, err
+    assert video_facts(out)[::2] == ("h264", "yuv420p10le")
+    eight = tmp_path / "eight.mp4"  # --pix-fmt yuv420p: 8-bit, so H.264 again
+    args = [
+        "upscale",
+        str(source),
+        str(eight),
+        "--model",
+        "bicubic",
+        "--scale",
+        "2",
+        "-q",
+        "--pix-fmt",
+        "yuv420p",
+    ]
+    assert run_cli(monkeypatch, capsys, *args)[0] == 0
+    assert video_facts(eight)[::2] == ("h264", "yuv420p")
+
+
+def test_without_libx265_ten_bit_stays_h264_and_says_so(tmp_path, monkeypatch, capsys, caplog):
+    from vsrup.io import writer
+
+    monkeypatch.setattr(writer, "_HIGH_DEPTH_CODEC", "no-such-encoder")
+    writer._warn_once.cache_clear()
+    source = make_clip(tmp_path / "ten.mkv", frames=3, ten_bit=True)
+    out = tmp_path / "out.mp4"
+    code, _, err = run_cli(monkeypatch, capsys, "upscale", str(source), str(out), "--model", "bicubic", "-q")
+    assert code == 0, err
+    assert video_facts(out)[::2] == ("h264", "yuv420p10le")
+    said = [r.getMessage() for r in caplog.records if "no-such-encoder" in r.getMessage()]
+    assert len(said) == 1 and "10-bit input is encoded as 10-bit H.264 (High 10)" in said[0]

@@ -200,7 +200,7 @@ class Upscaler:
             "tile": self.settings.tile,
             "device": self.device.type,
             "dtype": str(self.dtype),
-            "encode": dataclasses.asdict(segment_codec(target, self.settings.encode)),
+            "encode": dataclasses.asdict(segment_codec(target, self.settings.encode, info)),
         }
         planned = {"window": plan.window, "tile": plan.tile}
         work = resume.ResumeFolder.open(target, key, planned)
@@ -219,7 +219,7 @@ class Upscaler:
         if done:
             reporter.message(f"{info.path.name}: resuming after {done} finished frames")
             reporter.advance(done)
-        encode = segment_codec(partial, self.settings.encode)
+        encode = segment_codec(partial, self.settings.encode, info)
         size = self.model.output_size(info.width, info.height)
         writer = resume.SegmentedWriter(work, info, size, encode, self.settings.segment_frames)
 

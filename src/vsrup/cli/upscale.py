@@ -64,7 +64,9 @@ def upscale(
         False, "--verbose", "-v", help="Print the chosen device, window, overlap, tile and speed switches."
     ),
     codec: str = typer.Option(
-        None, help="Video encoder (default by extension: .mp4 → libx264, .mkv → libx264)."
+        None,
+        help="Video encoder (default by extension: .mp4/.mov/.mkv → libx264, libx265 for >8-bit input; "
+        ".webm → libvpx-vp9).",
     ),
     crf: int = typer.Option(None, help="Encoder quality (x264/x265 CRF, default 18)."),
     preset: str = typer.Option(None, help="Encoder preset, e.g. slow, medium, veryfast."),

@@ -14,7 +14,7 @@ from vsrup.errors import InputError, OutputError, UsageError
 from vsrup.io.files import atomic_output, check_output
 from vsrup.io.passthrough import Passthrough
 from vsrup.io.probe import VideoInfo, ffmpeg_reason, open_input, output_color, probe
-from vsrup.io.writer import muxer_for
+from vsrup.io.writer import HVC1_CONTAINERS, muxer_for
 
 
 def join(source: Path, segment_paths: Sequence[Path], target: Path, overwrite: bool = False) -> int:
@@ -45,7 +45,7 @@ def concat_segments(segment_paths: Sequence[Path], input_info: VideoInfo, output
         raise OutputError(f"cannot create output {output}: {ffmpeg_reason(exc)}") from None
     passthrough = None
     try:
-        stream = _add_copied_video(container, Path(segment_paths[0]), input_info)
+        stream = _add_copied_video(container, Path(segment_paths[0]), input_info, ext)
         passthrough = Passthrough(input_info, container, ext)
         # Decode times are rebuilt over the joined stream, not per segment: a segment's own reorder
         # depth can be smaller than the next one's, and then their decode times would overlap.
@@ -68,7 +68,7 @@ def concat_segments(segment_paths: Sequence[Path], input_info: VideoInfo, output
     return written
 
 
-def _add_copied_video(container, first_segment: Path, info: VideoInfo):
+def _add_copied_video(container, first_segment: Path, info: VideoInfo, ext: str):
     """The output's video stream, a copy of the segments' (codec, size, extradata), in the input's
     time base and with its colour tags and rotation (a segment container may not carry them)."""
     with open_input(first_segment) as source:
@@ -82,6 +82,8 @@ def _add_copied_video(container, first_segment: Path, info: VideoInfo):
     ctx.colorspace, ctx.color_range = color.matrix, color.range
     if info.rotation:
         stream.set_display_rotation(info.rotation)
+    if ctx.codec.canonical_name == "hevc" and ext in HVC1_CONTAINERS:
+        stream.codec_tag = "hvc1"  # as the writer tags a whole-file HEVC output
     return stream
 
 

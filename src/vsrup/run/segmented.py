@@ -64,7 +64,7 @@ def tasks_of(works: list[FileWork], settings) -> list[SegmentTask]:
     """Every segment of every file, in order."""
     tasks = []
     for w, work in enumerate(works):
-        encode = segment_codec(work.job.target, settings.encode)  # segment files are .nut
+        encode = segment_codec(work.job.target, settings.encode, work.info)  # segment files are .nut
         for s, span in enumerate(work.ranges):
             tasks.append(SegmentTask(w, s, work.job.source, span, work.segment_path(s), encode))
     return tasks
