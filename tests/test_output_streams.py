@@ -164,3 +164,51 @@ def test_without_libx265_ten_bit_stays_h264_and_says_so(tmp_path, monkeypatch, c
     assert video_facts(out)[::2] == ("h264", "yuv420p10le")
     said = [r.getMessage() for r in caplog.records if "no-such-encoder" in r.getMessage()]
     assert len(said) == 1 and "10-bit input is encoded as 10-bit H.264 (High 10)" in said[0]
+
+
+def audio_facts(path: Path) -> list[tuple[str, float, float]]:
+    """(codec, first sample s, length s) of each audio stream, by decoding it."""
+    facts = []
+    with av.open(str(path)) as c:
+        for stream in c.streams.audio:
+            frames = [f for p in c.demux(stream) for f in stream.codec_context.decode(p if p.size else None)]
+            first = float(frames[0].pts * frames[0].time_base)
+            length = sum(f.samples for f in frames) / frames[0].sample_rate
+            facts.append((stream.codec_context.name, first, length))
+    return facts
+
+
+def test_aac_into_webm_is_reencoded_to_opus_with_its_timing(tmp_path, monkeypatch, capsys, caplog):
+    source = make_clip(tmp_path / "aac.mp4", frames=25, audio=True)
+    out = tmp_path / "out.webm"
+    code, _, err = run_cli(monkeypatch, capsys, "upscale", str(source), str(out), "--model", "bicubic", "-q")
+    assert code == 0, err
+    ((codec, first, length),) = audio_facts(out)
+    ((_, source_first, source_length),) = audio_facts(source)
+    assert codec == "opus"
+    assert abs(first - source_first) <= 1 / 25 and abs(length - source_length) <= 1 / 25
+    said = [r.getMessage() for r in caplog.records if "re-encoding" in r.getMessage()]
+    assert said == ["re-encoding audio stream 1 (aac) as libopus: a .webm file cannot hold aac"]
+
+
+def test_audio_none_leaves_the_audio_out(tmp_path, monkeypatch, capsys):
+    source = make_clip(tmp_path / "aac.mp4", frames=5, audio=True)
+    out = tmp_path / "out.mp4"
+    args = ["upscale", str(source), str(out), "--model", "bicubic", "--scale", "2", "-q", "--audio", "none"]
+    code, _, err = run_cli(monkeypatch, capsys, *args)
+    assert code == 0, err
+    with av.open(str(out)) as c:
+        assert [s.type for s in c.streams] == ["video"]
+
+
+def test_audio_copy_into_webm_fails_clearly_before_any_work(tmp_path, monkeypatch, capsys):
+    source = make_clip(tmp_path / "aac.mp4", frames=5, audio=True)
+    out = tmp_path / "out.webm"
+    args = ["upscale", str(source), str(out), "--model", "bicubic", "--scale", "2", "-q", "--audio", "copy"]
+    code, _, err = run_cli(monkeypatch, capsys, *args)
+    assert code == 2
+    assert err.strip().splitlines() == [
+        "vsrup: error: audio stream 1 (aac) cannot be copied into a .webm file; write .mkv or .mov instead, "
+        "or re-encode it with --audio auto"
+    ]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["aac.mp4"]

@@ -56,6 +56,7 @@ class UpscaleSettings:
     end: str | None = None
     max_memory_gib: float | None = None  # --max-memory: plan (and on CUDA cap) device memory to this
     compare: str | None = None  # --compare split|side: a bicubic | model comparison video instead
+    audio: str = "auto"  # --audio auto|copy|none: copy, else re-encode; copy only; drop (io.passthrough)
 
     @property
     def max_memory_bytes(self) -> int | None:
@@ -180,7 +181,7 @@ class Upscaler:
         self, path: Path, info: VideoInfo, encode: EncodeSettings, ext: str, whole: bool
     ) -> VideoWriter:
         size = self.model.output_size(info.width, info.height)
-        return VideoWriter(path, info, size, encode, ext, passthrough=whole)
+        return VideoWriter(path, info, size, encode, ext, passthrough=whole, audio=self.settings.audio)
 
     def _resume_folder(
         self, info: VideoInfo, target: Path, plan: Plan, reporter: Reporter
@@ -227,7 +228,7 @@ class Upscaler:
             work.plan["tile"] = new.tile
 
         self._encode(self.stream(info, plan, FrameRange(done, None), reporter, replanned=replanned), writer)
-        return concat_segments(work.segment_paths(), info, partial)
+        return concat_segments(work.segment_paths(), info, partial, self.settings.audio)
 
     @staticmethod
     def _encode(items: Iterator[tuple[Frame, torch.Tensor]], writer) -> int:

@@ -23,6 +23,12 @@ class CompareMode(str, Enum):
     side = "side"
 
 
+class AudioMode(str, Enum):
+    auto = "auto"
+    copy = "copy"
+    none = "none"
+
+
 UPSCALE_HELP = """Upscale a video (or every video of a folder) and keep its audio, subtitles and timing.
 
 [bold]Examples[/bold]
@@ -72,6 +78,12 @@ def upscale(
     preset: str = typer.Option(None, help="Encoder preset, e.g. slow, medium, veryfast."),
     pix_fmt: str = typer.Option(
         None, "--pix-fmt", help="Output pixel format (default: yuv420p, 10-bit for 10-bit input)."
+    ),
+    audio: AudioMode = typer.Option(
+        AudioMode.auto,
+        "--audio",
+        help="auto: copy the audio, re-encoding only what the container cannot hold (Opus for .webm, "
+        "AAC for .mp4); copy: copy or fail; none: leave the audio out.",
     ),
     overwrite: options.Overwrite = False,
     progress: ProgressMode = typer.Option(
@@ -144,6 +156,7 @@ def upscale(
         start=start,
         end=end,
         max_memory_gib=max_memory,
+        audio=audio.value,
     )
     if dry_run:
         from vsrup.estimate import dry_run as estimate_run

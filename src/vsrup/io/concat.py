@@ -30,9 +30,11 @@ def join(source: Path, segment_paths: Sequence[Path], target: Path, overwrite: b
         return concat_segments([Path(p) for p in segment_paths], info, partial)
 
 
-def concat_segments(segment_paths: Sequence[Path], input_info: VideoInfo, output: Path) -> int:
+def concat_segments(
+    segment_paths: Sequence[Path], input_info: VideoInfo, output: Path, audio: str = "auto"
+) -> int:
     """Join segment videos by packet copy into `output`, with the input's audio and subtitles muxed
-    once beside them. Returns the number of video frames written.
+    once beside them (`audio`: see `Passthrough`). Returns the number of video frames written.
 
     Every segment must begin with a keyframe (each comes from a fresh encoder, so it does).
     """
@@ -46,7 +48,7 @@ def concat_segments(segment_paths: Sequence[Path], input_info: VideoInfo, output
     passthrough = None
     try:
         stream = _add_copied_video(container, Path(segment_paths[0]), input_info, ext)
-        passthrough = Passthrough(input_info, container, ext)
+        passthrough = Passthrough(input_info, container, ext, audio)
         # Decode times are rebuilt over the joined stream, not per segment: a segment's own reorder
         # depth can be smaller than the next one's, and then their decode times would overlap.
         pts_lists = [_segment_pts(Path(path)) for path in segment_paths]

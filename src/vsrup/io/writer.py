@@ -140,9 +140,10 @@ class VideoWriter:
         settings: EncodeSettings,
         fmt_ext: str,
         passthrough: bool = True,
+        audio: str = "auto",
     ):
         """`size` is the (width, height) of the encoded frames. `passthrough=False` writes a video-only
-        segment whose timestamps are kept exactly as given."""
+        segment whose timestamps are kept exactly as given. `audio`: see `Passthrough`."""
         self.info = info
         self.path = path
         codec_name = choose_codec(Path("x" + fmt_ext), settings, info)
@@ -156,7 +157,9 @@ class VideoWriter:
         self.stream = self._add_video_stream(codec_name, size, settings)
         if fmt_ext in HVC1_CONTAINERS and self.stream.codec_context.codec.canonical_name == "hevc":
             self.stream.codec_tag = "hvc1"
-        self._passthrough = Passthrough(info, self.container, fmt_ext) if passthrough else NoPassthrough()
+        self._passthrough = (
+            Passthrough(info, self.container, fmt_ext, audio) if passthrough else NoPassthrough()
+        )
         self.frames_written = 0
 
     def _add_video_stream(self, codec_name: str, size: tuple[int, int], settings: EncodeSettings):

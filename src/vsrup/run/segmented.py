@@ -51,6 +51,7 @@ class FileWork:
     scratch: Path  # hidden folder beside the output for the segment files
     error: VsrupError | None = None
     started: float = field(default_factory=time.perf_counter)
+    audio: str = "auto"  # --audio, for the join
 
     @property
     def frames(self) -> int:
@@ -91,7 +92,7 @@ def prepare_file(job: Job, settings, parts: int) -> FileWork:
     info = probe(job.source)
     frames = len(video_pts(job.source))
     scratch = Path(tempfile.mkdtemp(prefix=f".{job.target.stem}.vsrup-segments-", dir=job.target.parent))
-    return FileWork(job, info, segment_ranges(frames, settings, parts), scratch)
+    return FileWork(job, info, segment_ranges(frames, settings, parts), scratch, audio=settings.audio)
 
 
 def segment_ranges(frames: int, settings, parts: int) -> list[FrameRange]:
@@ -117,7 +118,7 @@ def finish_file(work: FileWork) -> Outcome:
         if work.error is None:
             with atomic_output(job.target) as partial:
                 paths = [work.segment_path(i) for i in range(len(work.ranges))]
-                frames = concat_segments(paths, work.info, partial)
+                frames = concat_segments(paths, work.info, partial, work.audio)
             seconds = time.perf_counter() - work.started
             return Outcome(job.source, job.target, "done", frames=frames, seconds=seconds)
     except VsrupError as exc:
