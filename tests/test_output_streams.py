@@ -4,13 +4,14 @@ behind. Each test goes through the CLI, where the user meets it."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import av
 import numpy as np
 import pytest
 from av.video.reformatter import ColorRange, Colorspace
-from conftest import make_clip, run_cli
+from conftest import make_clip, pattern, run_cli
 
 GREEN = (36, 180, 85)  # a colour of GIF's rgb8 palette: no dithering
 
@@ -212,3 +213,33 @@ def test_audio_copy_into_webm_fails_clearly_before_any_work(tmp_path, monkeypatc
         "or re-encode it with --audio auto"
     ]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["aac.mp4"]
+
+
+def timecode_clip(path: Path, frames: int = 3) -> Path:
+    """An MP4 with a timecode (tmcd) data track beside the video, as cameras and phones write."""
+    with av.open(str(path), "w") as out:
+        out.metadata["timecode"] = "01:00:00:00"  # the MP4 muxer writes it as a tmcd track
+        stream = out.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for i in range(frames):
+            frame = av.VideoFrame.from_ndarray(pattern(i, 64, 48), format="rgb24").reformat(format="yuv420p")
+            frame.pts = i
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+    with av.open(str(path)) as c:
+        assert [s.type for s in c.streams] == ["video", "data"]
+    return path
+
+
+def test_a_data_stream_left_behind_is_said_once(tmp_path, monkeypatch, capsys):
+    source = timecode_clip(tmp_path / "tc.mp4")
+    out = tmp_path / "out.mp4"
+    args = ["upscale", str(source), str(out), "--model", "bicubic", "--scale", "2", "--progress", "json"]
+    code, stdout, err = run_cli(monkeypatch, capsys, *args)
+    assert code == 0, err
+    messages = [e["text"] for e in map(json.loads, stdout.splitlines()) if e["event"] == "message"]
+    assert messages == ["tc.mp4: not carried into the output: stream 1 (data: timecode)"]
+    code, _, err = run_cli(monkeypatch, capsys, *args[:-2], "--progress", "auto", "--overwrite")
+    assert code == 0 and err.count("not carried") == 1  # one line on stderr (plain progress lines)

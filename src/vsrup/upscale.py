@@ -24,6 +24,7 @@ from vsrup.devices import resolve_device, resolve_dtype
 from vsrup.errors import InputError, UsageError
 from vsrup.io.concat import concat_segments
 from vsrup.io.files import atomic_output, check_output
+from vsrup.io.passthrough import not_carried
 from vsrup.io.probe import VideoInfo, probe
 from vsrup.io.reader import Frame, read_frames
 from vsrup.io.writer import EncodeSettings, VideoWriter, choose_codec, segment_codec
@@ -154,6 +155,8 @@ class Upscaler:
             reporter.message(f"{info.path.name}: {plan.describe()}")
         started = time.perf_counter()
         reporter.start(str(source), span.length(info.frames_estimate))
+        if frame_range is None and (left := not_carried(info)):
+            reporter.message(left)  # timecode and other data streams: said once, not dropped silently
         work = None
         if self.settings.resume and frame_range is None:
             work, plan = self._resume_folder(info, target, plan, reporter)

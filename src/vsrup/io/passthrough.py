@@ -234,6 +234,33 @@ class Passthrough:
         self._input.close()
 
 
+def not_carried(info: VideoInfo) -> str | None:
+    """One line naming the input streams the output leaves out unasked, or None: data streams
+    (timecode tracks, camera metadata), attachments, video streams beyond the one upscaled (cover
+    art). Subtitles a container cannot hold are warned of as they drop."""
+    left = []
+    with open_input(info.path) as container:
+        upscaled = container.streams.video[0].index
+        for stream in container.streams:
+            if stream.index == upscaled or stream.type in ("audio", "subtitle"):
+                continue
+            left.append(f"stream {stream.index} ({_stream_words(stream)})")
+    if not left:
+        return None
+    return f"{info.path.name}: not carried into the output: {', '.join(left)}"
+
+
+def _stream_words(stream) -> str:
+    meta = stream.metadata
+    if stream.type == "data":
+        what = "timecode" if "timecode" in meta else (meta.get("handler_name") or "unknown")
+        return f"data: {what}"
+    words = f"{stream.type}: {_codec_name(stream)}"
+    if stream.type == "video" and stream.disposition & av.stream.Disposition.attached_pic:
+        words += ", cover picture"
+    return words
+
+
 class NoPassthrough:
     """The passthrough of a video-only segment file: nothing to copy."""
 

@@ -6,6 +6,7 @@ segment files are joined by packet copy with the input's audio and subtitles mux
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import tempfile
@@ -16,6 +17,7 @@ from pathlib import Path
 from vsrup.errors import VsrupError, rebuild
 from vsrup.io.concat import concat_segments
 from vsrup.io.files import atomic_output, check_output
+from vsrup.io.passthrough import not_carried
 from vsrup.io.probe import VideoInfo, probe, video_pts
 from vsrup.io.writer import SEGMENT_EXT, EncodeSettings, choose_codec, segment_codec
 from vsrup.pipeline.span import FrameRange, plan_segments
@@ -27,6 +29,7 @@ SEGMENTS_PER_WORKER = 3  # more segments than workers, so an uneven split still 
 # creates it and kills its own process, to prove that a lost worker is replaced and its segment
 # retried (--devices and --ray alike).
 CRASH_ONCE_ENV = "VSRUP_TEST_CRASH_ONCE"
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -119,6 +122,8 @@ def finish_file(work: FileWork) -> Outcome:
             with atomic_output(job.target) as partial:
                 paths = [work.segment_path(i) for i in range(len(work.ranges))]
                 frames = concat_segments(paths, work.info, partial, work.audio)
+            if left := not_carried(work.info):
+                log.warning("%s", left)
             seconds = time.perf_counter() - work.started
             return Outcome(job.source, job.target, "done", frames=frames, seconds=seconds)
     except VsrupError as exc:
