@@ -96,7 +96,15 @@ class _AudioTranscoder:
                 f"audio stream {source.index} ({name}) cannot be copied into a {ext} file and this "
                 "FFmpeg cannot re-encode it; write .mkv instead, or drop it with --audio none"
             )
-        transcoder = cls(source, output, encoders[0])
+        try:
+            transcoder = cls(source, output, encoders[0])
+            transcoder.stream.codec_context.open()  # a refusal now, not after the video is done
+        except (av.error.FFmpegError, ValueError) as exc:
+            raise UsageError(
+                f"audio stream {source.index} ({name}) cannot be copied into a {ext} file and "
+                f"re-encoding it with {encoders[0]} failed ({exc}); write .mkv instead, or drop it "
+                "with --audio none"
+            ) from None
         log.warning("re-encoding audio stream %d (%s) as %s: a %s file cannot hold %s",
                     source.index, name, transcoder.stream.codec_context.name, ext, name)  # fmt: skip
         return transcoder
@@ -104,7 +112,12 @@ class _AudioTranscoder:
     def convert(self, packet: av.Packet | None) -> list[av.Packet]:
         """The output packets that `packet` completes (None: flush everything still held)."""
         out = []
-        for frame in self._decoder.decode(packet):
+        try:
+            frames = self._decoder.decode(packet)
+        except av.error.FFmpegError as exc:  # a damaged packet: skip it, as players do
+            log.debug("audio packet at pts %s does not decode: %s", packet and packet.pts, exc)
+            frames = []
+        for frame in frames:
             for resampled in self._resampler.resample(frame):
                 out += self.stream.encode(resampled)
         if packet is None:
