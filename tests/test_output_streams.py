@@ -5,6 +5,7 @@ behind. Each test goes through the CLI, where the user meets it."""
 from __future__ import annotations
 
 import json
+from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -243,3 +244,24 @@ def test_a_data_stream_left_behind_is_said_once(tmp_path, monkeypatch, capsys):
     assert messages == ["tc.mp4: not carried into the output: stream 1 (data: timecode)"]
     code, _, err = run_cli(monkeypatch, capsys, *args[:-2], "--progress", "auto", "--overwrite")
     assert code == 0 and err.count("not carried") == 1  # one line on stderr (plain progress lines)
+
+
+@pytest.mark.parametrize(
+    ("tags", "pix_fmt", "height", "expected"),
+    [
+        ((2, 2, 2, 0), "yuv420p", 720, (1, 1, 1, 1)),  # untagged, HD out: BT.709
+        ((2, 2, 2, 0), "yuv420p", 360, (6, 6, 6, 1)),  # untagged, SD out: BT.601 (SMPTE 170M)
+        ((2, 2, 2, 2), "pal8", 360, (1, 1, 6, 1)),  # GIF: sRGB primaries, YUV limited range
+        ((2, 2, 1, 0), "yuv420p", 360, (1, 1, 1, 1)),  # a matrix tag alone brings its partners
+        ((9, 16, 9, 1), "yuv420p10le", 2160, (9, 16, 9, 1)),  # a tagged input keeps its tags (PQ)
+        ((1, 1, 1, 2), "yuvj420p", 720, (1, 1, 1, 2)),  # full range stays full
+    ],
+)
+def test_output_colour_tags(tags, pix_fmt, height, expected):
+    from vsrup.io.probe import ColorInfo, VideoInfo, output_color
+
+    info = VideoInfo(
+        Path("x"), 320, 180, pix_fmt, 8, "h264", Fraction(1, 25), None, None, None, 0, ColorInfo(*tags)
+    )
+    color = output_color(info, height)
+    assert (color.primaries, color.transfer, color.matrix, color.range) == expected

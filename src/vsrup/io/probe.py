@@ -21,6 +21,8 @@ _MATRIX |= {7: Colorspace.SMPTE240M, 9: Colorspace.BT2020, 10: Colorspace.BT2020
 _FULL_RANGE, _LIMITED_RANGE = 2, 1  # AVCOL_RANGE_JPEG, AVCOL_RANGE_MPEG
 _BT709, _SMPTE170M = 1, 6  # the same code for primaries, transfer and matrix
 _UNSPECIFIED = (0, 2, 3)  # reserved, unspecified, reserved
+# Matrix code → the (primaries, transfer) codes that usually go with it.
+_USUAL_PRIMARIES_TRANSFER = {1: (1, 1), 5: (5, 6), 6: (6, 6), 9: (9, 14), 10: (9, 14)}
 
 
 @dataclass
@@ -153,10 +155,12 @@ def output_color(info: VideoInfo, height: int) -> ColorInfo:
     hd = height >= 720
     rgb_source = info.pix_fmt.startswith(("rgb", "bgr", "gbr", "argb", "abgr", "pal8", "gray"))
     matrix = color.matrix if color.matrix in _MATRIX else (_BT709 if hd else _SMPTE170M)
-    # RGB sources (GIF, PNG) are sRGB, whose primaries are BT.709's whatever the size.
-    conventional = _BT709 if (hd or rgb_source) else _SMPTE170M
-    primaries = color.primaries if color.primaries not in _UNSPECIFIED else conventional
-    transfer = color.transfer if color.transfer not in _UNSPECIFIED else conventional
+    # Missing primaries and transfer: those that go with the matrix (RGB sources, GIF and PNG, are
+    # sRGB, whose primaries are BT.709's whatever the size).
+    usual = _BT709 if rgb_source else matrix
+    primaries, transfer = _USUAL_PRIMARIES_TRANSFER.get(usual, (_BT709, _BT709) if hd else (_SMPTE170M,) * 2)
+    primaries = color.primaries if color.primaries not in _UNSPECIFIED else primaries
+    transfer = color.transfer if color.transfer not in _UNSPECIFIED else transfer
     # The writer encodes limited range unless the input is tagged full range.
     color_range = _FULL_RANGE if color.range == _FULL_RANGE and not rgb_source else _LIMITED_RANGE
     return ColorInfo(primaries, transfer, matrix, color_range)
