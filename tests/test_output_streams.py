@@ -265,3 +265,12 @@ def test_output_colour_tags(tags, pix_fmt, height, expected):
     )
     color = output_color(info, height)
     assert (color.primaries, color.transfer, color.matrix, color.range) == expected
+
+
+def test_audio_copy_with_resume_fails_before_any_work(tmp_path, monkeypatch, capsys):
+    source = make_clip(tmp_path / "aac.mp4", frames=5, audio=True)
+    out = tmp_path / "out.webm"
+    args = ["upscale", str(source), str(out), "--model", "bicubic", "--scale", "2", "-q", "--audio", "copy"]
+    code, _, err = run_cli(monkeypatch, capsys, *args, "--resume")
+    assert code == 2 and "audio stream 1 (aac) cannot be copied into a .webm file" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["aac.mp4"]  # no segment folder either

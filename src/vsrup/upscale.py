@@ -27,7 +27,7 @@ from vsrup.io.files import atomic_output, check_output
 from vsrup.io.passthrough import not_carried
 from vsrup.io.probe import VideoInfo, probe
 from vsrup.io.reader import Frame, read_frames
-from vsrup.io.writer import EncodeSettings, VideoWriter, choose_codec, segment_codec
+from vsrup.io.writer import EncodeSettings, VideoWriter, check_audio, choose_codec, segment_codec
 from vsrup.pipeline.plan import Plan, make_plan
 from vsrup.pipeline.runner import Runner, host_array, to_host
 from vsrup.pipeline.span import WHOLE, FrameRange, resolve_range
@@ -159,6 +159,7 @@ class Upscaler:
             reporter.message(left)  # timecode and other data streams: said once, not dropped silently
         work = None
         if self.settings.resume and frame_range is None:
+            check_audio(info, target, self.settings.audio)  # the join comes last: fail before the work
             work, plan = self._resume_folder(info, target, plan, reporter)
         elif resume.work_folder(target).is_dir():
             folder = resume.work_folder(target)

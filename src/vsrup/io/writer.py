@@ -9,6 +9,7 @@ video stream alone; their audio is muxed once when they are joined (`io.concat`)
 from __future__ import annotations
 
 import functools
+import io
 import logging
 import math
 from dataclasses import dataclass
@@ -119,6 +120,16 @@ def segment_codec(output: Path, settings: EncodeSettings, info: VideoInfo | None
         preset=settings.preset,
         pix_fmt=settings.pix_fmt,
     )
+
+
+def check_audio(info: VideoInfo, output: Path, audio: str) -> None:
+    """With `--audio copy`, raise now the error the join of segment files (`--resume`, `--devices`)
+    would raise at the end for audio the output container cannot hold."""
+    if audio != "copy" or not info.audio_streams:
+        return
+    ext = Path(output).suffix.lower()
+    with av.open(io.BytesIO(), "w", format=muxer_for(ext) or ext.lstrip(".")) as container:
+        Passthrough(info, container, ext, audio).close()
 
 
 def muxer_for(ext: str) -> str | None:

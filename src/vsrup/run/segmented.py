@@ -19,7 +19,7 @@ from vsrup.io.concat import concat_segments
 from vsrup.io.files import atomic_output, check_output
 from vsrup.io.passthrough import not_carried
 from vsrup.io.probe import VideoInfo, probe, video_pts
-from vsrup.io.writer import SEGMENT_EXT, EncodeSettings, choose_codec, segment_codec
+from vsrup.io.writer import SEGMENT_EXT, EncodeSettings, check_audio, choose_codec, segment_codec
 from vsrup.pipeline.span import FrameRange, plan_segments
 from vsrup.progress import Reporter
 from vsrup.run.jobs import Job, Outcome, failed
@@ -93,6 +93,7 @@ def prepare_file(job: Job, settings, parts: int) -> FileWork:
     check_output(job.source, job.target, settings.overwrite)
     choose_codec(job.target, settings.encode)
     info = probe(job.source)
+    check_audio(info, job.target, settings.audio)  # the join comes last: fail before the work
     frames = len(video_pts(job.source))
     scratch = Path(tempfile.mkdtemp(prefix=f".{job.target.stem}.vsrup-segments-", dir=job.target.parent))
     return FileWork(job, info, segment_ranges(frames, settings, parts), scratch, audio=settings.audio)
