@@ -4,6 +4,7 @@ in the header, one frame, several audio tracks, and subtitles the output contain
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from fractions import Fraction
 from pathlib import Path
@@ -180,7 +181,7 @@ def test_subtitles_a_container_cannot_hold_at_all_are_dropped_with_a_warning(tmp
     assert "dropping subtitle stream 1 (srt): a .avi file cannot hold it" in caplog.text
 
 
-def test_audio_the_container_cannot_hold_is_refused_before_any_work(tmp_path, upscaler):
+def test_audio_the_container_cannot_hold_is_refused_with_audio_copy_before_any_work(tmp_path, upscaler):
     video = make_clip(tmp_path / "v.mkv", frames=4)
     pcm = tmp_path / "pcm.mkv"
     with av.open(str(video)) as src, av.open(str(pcm), "w") as out:
@@ -194,11 +195,33 @@ def test_audio_the_container_cannot_hold_is_refused_before_any_work(tmp_path, up
         frame.sample_rate, frame.pts, frame.time_base = 48000, 0, Fraction(1, 48000)
         for packet in [*audio.encode(frame), *audio.encode(None)]:
             out.mux(packet)
+    strict = upscaler.with_settings(dataclasses.replace(upscaler.settings, audio="copy"))
     with pytest.raises(UsageError, match=r"audio stream 1 \(pcm_s16le\) cannot be copied into a \.mp4"):
-        upscaler.upscale_file(pcm, tmp_path / "out.mp4")
+        strict.upscale_file(pcm, tmp_path / "out.mp4")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["pcm.mkv", "v.mkv"]
-    upscaler.upscale_file(pcm, tmp_path / "out.mov")  # a container that holds PCM works
+    upscaler.upscale_file(pcm, tmp_path / "aac.mp4")  # --audio auto (the default) re-encodes it
+    with av.open(str(tmp_path / "aac.mp4")) as c:
+        assert [s.codec_context.name for s in c.streams.audio] == ["aac"]
+    strict.upscale_file(pcm, tmp_path / "out.mov")  # a container that holds PCM copies it
     # PCM packets are regrouped by each demuxer: compare the samples, not the packet cuts
     samples = [b"".join(track) for track in packets_by_stream(tmp_path / "out.mov", "audio")]
     assert samples == [b"".join(track) for track in packets_by_stream(pcm, "audio")]
     assert len(samples[0]) == 4800 * 2
+
+
+def test_every_audio_track_is_reencoded_for_webm_with_its_length(tmp_path, upscaler, caplog):
+    rich = make_rich_mkv(tmp_path, frames=25)  # AAC at 48 kHz and at 44.1 kHz (Opus takes 48 kHz only)
+    out = tmp_path / "out.webm"
+    with caplog.at_level(logging.WARNING):
+        upscaler.upscale_file(rich, out)
+    with av.open(str(rich)) as c:
+        source = [(s.codec_context.sample_rate, s.metadata.get("language")) for s in c.streams.audio]
+    for track in (0, 1):
+        with av.open(str(out)) as c:
+            stream = c.streams.audio[track]
+            assert stream.codec_context.name == "opus"
+            frames = [f for p in c.demux(stream) for f in stream.codec_context.decode(p if p.size else None)]
+        assert abs(sum(f.samples for f in frames) / frames[0].sample_rate - 1.0) < 0.04  # 25 frames at 25 fps
+        assert abs(float(frames[0].pts * frames[0].time_base)) < 0.04
+    assert source[1][0] == 44100
+    assert caplog.text.count("re-encoding audio stream") == 2

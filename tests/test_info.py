@@ -84,3 +84,22 @@ def test_missing_input_is_an_input_error(tmp_path):
     result = runner.invoke(app, ["info", str(tmp_path / "nope.mp4")])
     assert isinstance(result.exception, InputError)  # main() turns it into exit code 3
     assert "input not found" in str(result.exception)
+
+
+def test_average_frame_rate_of_a_variable_clip_comes_from_its_timestamps(tmp_path):
+    # 1 s at 30 fps, then 1 s at 15 fps: 45 frames in 2 s. Matroska's header says what the encoder
+    # was told (15 fps); an MP4's divides by a duration that misses the last frame.
+    pts = [round(i * 1000 / 30) for i in range(30)] + [1000 + round(i * 1000 / 15) for i in range(15)]
+    for name in ("vfr.mkv", "vfr.mp4"):
+        clip = make_clip(tmp_path / name, frames=45, fps=15, pts=pts)
+        v = info_json(clip)["video"]
+        assert v["variable_frame_rate"] is True
+        assert abs(v["frame_rate"]["fps"] - 22.5) < 0.05, name
+    table = runner.invoke(app, ["info", str(clip)])
+    assert "variable, 22.5" in table.output and "fps on average" in table.output
+
+
+def test_constant_frame_rate_keeps_the_exact_header_rate(tmp_path):
+    clip = make_clip(tmp_path / "ntsc.mkv", frames=12, fps=Fraction(30000, 1001))
+    v = info_json(clip, "--count")["video"]
+    assert v["frame_rate"]["fraction"] == "30000/1001" and v["variable_frame_rate"] is False

@@ -99,7 +99,7 @@ def estimate(upscaler: Upscaler, source: Path | str, target: Path | str) -> Esti
     source, target = Path(source), Path(target)
     info = probe(source)
     settings = upscaler.settings
-    codec = choose_codec(target, settings.encode)
+    codec = choose_codec(target, settings.encode, info)
     pix_fmt = choose_pix_fmt(av.codec.Codec(codec, "w"), info, settings.encode)
     out_size = upscaler.model.output_size(info.width, info.height)
     notes = []

@@ -25,9 +25,10 @@ from vsrup.devices import resolve_device, resolve_dtype
 from vsrup.errors import InputDamaged, InputError, UsageError
 from vsrup.io.concat import concat_segments
 from vsrup.io.files import atomic_output, check_output
+from vsrup.io.passthrough import not_carried
 from vsrup.io.probe import VideoInfo, probe
 from vsrup.io.reader import Damage, Frame, read_frames
-from vsrup.io.writer import EncodeSettings, VideoWriter, choose_codec, segment_codec
+from vsrup.io.writer import EncodeSettings, VideoWriter, check_audio, choose_codec, segment_codec
 from vsrup.pipeline.cuts import last_cut, thumbnail
 from vsrup.pipeline.plan import Plan, make_plan
 from vsrup.pipeline.runner import Runner, host_array, to_host
@@ -61,6 +62,7 @@ class UpscaleSettings:
     compare: str | None = None  # --compare split|side: a bicubic | model comparison video instead
     scene_cuts: bool = True  # temporal windows restart at shot changes
     prompt: str = ""  # --prompt: what the diffusion models condition on (empty: the converted default)
+    audio: str = "auto"  # --audio auto|copy|none: copy, else re-encode; copy only; drop (io.passthrough)
 
     @property
     def max_memory_bytes(self) -> int | None:
@@ -178,8 +180,11 @@ class Upscaler:
             reporter.message(f"{info.path.name}: {plan.describe()}")
         started = time.perf_counter()
         reporter.start(str(source), span.length(info.frames_estimate))
+        if frame_range is None and (left := not_carried(info)):
+            reporter.message(left)  # timecode and other data streams: said once, not dropped silently
         work = None
         if self.settings.resume and frame_range is None:
+            check_audio(info, target, self.settings.audio)  # the join comes last: fail before the work
             work, plan = self._resume_folder(info, target, plan, reporter)
         elif resume.work_folder(target).is_dir():
             folder = resume.work_folder(target)
@@ -208,7 +213,7 @@ class Upscaler:
         self, path: Path, info: VideoInfo, encode: EncodeSettings, ext: str, whole: bool
     ) -> VideoWriter:
         size = self.model.output_size(info.width, info.height)
-        return VideoWriter(path, info, size, encode, ext, passthrough=whole)
+        return VideoWriter(path, info, size, encode, ext, passthrough=whole, audio=self.settings.audio)
 
     def _resume_folder(
         self, info: VideoInfo, target: Path, plan: Plan, reporter: Reporter
@@ -229,7 +234,7 @@ class Upscaler:
             "device": self.device.type,
             "dtype": str(self.dtype),
             "scene_cuts": self.settings.scene_cuts,
-            "encode": dataclasses.asdict(segment_codec(target, self.settings.encode)),
+            "encode": dataclasses.asdict(segment_codec(target, self.settings.encode, info)),
         }
         planned = {"window": plan.window, "tile": plan.tile}
         work = resume.ResumeFolder.open(target, key, planned)
@@ -254,7 +259,7 @@ class Upscaler:
         if done:
             reporter.message(f"{info.path.name}: resuming after {done} finished frames")
             reporter.resumed(done)  # counted as done, but not as this run's speed
-        encode = segment_codec(partial, self.settings.encode)
+        encode = segment_codec(partial, self.settings.encode, info)
         size = self.model.output_size(info.width, info.height)
         s = self.settings
         writer = resume.SegmentedWriter(work, info, size, encode, s.segment_seconds, s.segment_frames)
@@ -267,7 +272,7 @@ class Upscaler:
                 self.stream(info, plan, FrameRange(done, None), reporter, damage, replanned=replanned),
                 writer,
             )
-            return concat_segments(work.segment_paths(), info, partial)
+            return concat_segments(work.segment_paths(), info, partial, self.settings.audio)
         except KeyboardInterrupt as exc:
             exc.kept_frames = work.frames_done  # what the interrupt message can promise
             raise

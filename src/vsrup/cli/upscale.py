@@ -23,6 +23,12 @@ class CompareMode(str, Enum):
     side = "side"
 
 
+class AudioMode(str, Enum):
+    auto = "auto"
+    copy = "copy"
+    none = "none"
+
+
 UPSCALE_HELP = """Upscale a video (or every video of a folder) and keep its audio, subtitles and timing.
 
 [bold]Examples[/bold]
@@ -74,14 +80,20 @@ def upscale(
     codec: str = typer.Option(
         None,
         metavar="NAME",
-        help="Video encoder (default by extension: .mp4/.mov/.mkv → libx264 (H.264), .webm → libvpx-vp9 "
-        "(VP9)); ffv1 in .mkv is lossless.",
+        help="Video encoder (default by extension: .mp4/.mov/.mkv → libx264 (H.264), libx265 (HEVC) for "
+        ">8-bit input; .webm → libvpx-vp9 (VP9)); ffv1 in .mkv is lossless.",
         show_default=False,
     ),
     crf: int = typer.Option(None, help="Encoder quality (x264/x265 CRF, default 18)."),
     preset: str = typer.Option(None, help="Encoder preset, e.g. slow, medium, veryfast."),
     pix_fmt: str = typer.Option(
         None, "--pix-fmt", help="Output pixel format (default: yuv420p, 10-bit for 10-bit input)."
+    ),
+    audio: AudioMode = typer.Option(
+        AudioMode.auto,
+        "--audio",
+        help="auto: copy the audio, re-encoding only what the container cannot hold (Opus for .webm, "
+        "AAC for .mp4); copy: copy or fail; none: leave the audio out.",
     ),
     overwrite: options.Overwrite = False,
     progress: ProgressMode = typer.Option(
@@ -166,6 +178,7 @@ def upscale(
         max_memory_gib=max_memory,
         scene_cuts=scene_cuts,
         prompt=prompt,
+        audio=audio.value,
     )
     if dry_run:
         from vsrup.estimate import dry_run as estimate_run

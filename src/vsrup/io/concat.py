@@ -13,8 +13,8 @@ import av
 from vsrup.errors import InputError, OutputError, UsageError
 from vsrup.io.files import atomic_output, check_output
 from vsrup.io.passthrough import Passthrough
-from vsrup.io.probe import VideoInfo, ffmpeg_reason, open_input, probe
-from vsrup.io.writer import muxer_for
+from vsrup.io.probe import VideoInfo, ffmpeg_reason, open_input, output_color, probe
+from vsrup.io.writer import HVC1_CONTAINERS, muxer_for
 
 
 def join(source: Path, segment_paths: Sequence[Path], target: Path, overwrite: bool = False) -> int:
@@ -30,9 +30,11 @@ def join(source: Path, segment_paths: Sequence[Path], target: Path, overwrite: b
         return concat_segments([Path(p) for p in segment_paths], info, partial)
 
 
-def concat_segments(segment_paths: Sequence[Path], input_info: VideoInfo, output: Path) -> int:
+def concat_segments(
+    segment_paths: Sequence[Path], input_info: VideoInfo, output: Path, audio: str = "auto"
+) -> int:
     """Join segment videos by packet copy into `output`, with the input's audio and subtitles muxed
-    once beside them. Returns the number of video frames written.
+    once beside them (`audio`: see `Passthrough`). Returns the number of video frames written.
 
     Every segment must begin with a keyframe (each comes from a fresh encoder, so it does).
     """
@@ -45,8 +47,8 @@ def concat_segments(segment_paths: Sequence[Path], input_info: VideoInfo, output
         raise OutputError(f"cannot create output {output}: {ffmpeg_reason(exc)}") from None
     passthrough = None
     try:
-        stream = _add_copied_video(container, Path(segment_paths[0]), input_info)
-        passthrough = Passthrough(input_info, container, ext)
+        stream = _add_copied_video(container, Path(segment_paths[0]), input_info, ext)
+        passthrough = Passthrough(input_info, container, ext, audio)
         # Decode times are rebuilt over the joined stream, not per segment: a segment's own reorder
         # depth can be smaller than the next one's, and then their decode times would overlap.
         pts_lists = [_segment_pts(Path(path)) for path in segment_paths]
@@ -68,7 +70,7 @@ def concat_segments(segment_paths: Sequence[Path], input_info: VideoInfo, output
     return written
 
 
-def _add_copied_video(container, first_segment: Path, info: VideoInfo):
+def _add_copied_video(container, first_segment: Path, info: VideoInfo, ext: str):
     """The output's video stream, a copy of the segments' (codec, size, extradata), in the input's
     time base and with its colour tags and rotation (a segment container may not carry them)."""
     with open_input(first_segment) as source:
@@ -77,10 +79,13 @@ def _add_copied_video(container, first_segment: Path, info: VideoInfo):
     ctx = stream.codec_context
     if info.frame_rate:  # the muxer's frame-rate tag; a copied template may carry the tick rate
         ctx.framerate = info.frame_rate
-    ctx.color_primaries, ctx.color_trc = info.color.primaries, info.color.transfer
-    ctx.colorspace, ctx.color_range = info.color.matrix, info.color.range
+    color = output_color(info, ctx.height)  # as the segments' writer tagged and converted them
+    ctx.color_primaries, ctx.color_trc = color.primaries, color.transfer
+    ctx.colorspace, ctx.color_range = color.matrix, color.range
     if info.rotation:
         stream.set_display_rotation(info.rotation)
+    if ctx.codec.canonical_name == "hevc" and ext in HVC1_CONTAINERS:
+        stream.codec_tag = "hvc1"  # as the writer tags a whole-file HEVC output
     return stream
 
 

@@ -1,13 +1,16 @@
 """Audio and subtitle packets copied from the input into the output, untouched and in time order.
 
-Audio and subtitles never leave the packet level. Text subtitles a container cannot hold are
-converted cue by cue into the text format it does hold; bitmap ones are dropped with a warning;
-audio that cannot be copied is an error before any work.
+Audio and subtitles stay at the packet level wherever the output container can hold them. Audio it
+cannot hold is re-encoded (Opus for WebM, AAC for MP4/QuickTime), frame by frame as its packets
+come, with its timestamps, and said once; with `--audio copy` it is an error before any work
+instead, and `--audio none` drops the audio. Text subtitles a container cannot hold are converted
+cue by cue into the text format it does hold; bitmap ones are dropped with a warning.
 """
 
 from __future__ import annotations
 
 import logging
+from fractions import Fraction
 
 import av
 from av.subtitles.subtitle import SubtitleSet
@@ -24,24 +27,110 @@ _SUBTITLE_CODECS |= {".webm": {"webvtt"}, ".avi": set()}
 _REFUSED_PREFIXES = {".mp4": ("pcm_",), ".m4v": ("pcm_",)}
 
 
-def _fits(stream, supported: set[str], ext: str) -> bool:
+AUDIO_MODES = ("auto", "copy", "none")
+# The audio encoders to re-encode with, per container, best first (the first one FFmpeg has).
+_AUDIO_ENCODERS = {".webm": ("libopus", "libvorbis"), ".avi": ("libmp3lame", "aac")}
+_AUDIO_ENCODERS |= {".mkv": ("libopus", "aac")}
+_DEFAULT_AUDIO_ENCODERS = ("aac",)
+_USUAL_LAYOUT = {1: "mono", 2: "stereo", 3: "2.1", 4: "quad", 5: "5.0", 6: "5.1", 7: "6.1", 8: "7.1"}
+_USUAL_LAYOUT = {1: "mono", 2: "stereo", 3: "2.1", 4: "quad", 5: "5.0", 6: "5.1", 7: "6.1", 8: "7.1"}
+_BITS_PER_CHANNEL = {"libopus": 64_000, "libvorbis": 80_000}  # else 96 kb/s per channel
+
+
+def _fits(stream, supported: set[str], ext: str, strict: bool = False) -> bool:
     """Whether a stream can be copied into the output container as it is.
 
-    Audio that cannot is an error before any work: losing the sound is not ours to decide, and
-    another container (or re-encoding the audio first) fixes it. A subtitle stream that cannot is
-    converted when it is text, else dropped with a warning (see `Passthrough`).
+    With `strict` (`--audio copy`), audio that cannot is an error before any work; otherwise it is
+    re-encoded. A subtitle stream that cannot is converted when it is text, else dropped with a
+    warning (see `Passthrough`).
     """
-    name = stream.codec_context.name if stream.codec_context else "unknown"
+    name = _codec_name(stream)
     allowed = _SUBTITLE_CODECS.get(ext) if stream.type == "subtitle" else None
     fits = name in supported and not name.startswith(_REFUSED_PREFIXES.get(ext, ()))
     if fits and (allowed is None or name in allowed):
         return True
-    if stream.type == "audio":
+    if stream.type == "audio" and strict:
         raise UsageError(
             f"audio stream {stream.index} ({name}) cannot be copied into a {ext} file; "
-            "write .mkv or .mov instead"
+            "write .mkv or .mov instead, or re-encode it with --audio auto"
         )
     return False
+
+
+def _codec_name(stream) -> str:
+    return stream.codec_context.name if stream.codec_context else "unknown"
+
+
+class _AudioTranscoder:
+    """Re-encodes an audio stream the output container cannot hold into one it can, frame by frame
+    as the packets come (nothing is buffered beyond the codecs' own delay). Decoded frames keep their
+    timestamps, so the first sample and the length stay where they were."""
+
+    def __init__(self, source, output, codec_name: str) -> None:
+        self._decoder = source.codec_context
+        codec = av.codec.Codec(codec_name, "w")
+        rate = self._decoder.sample_rate
+        rates = codec.audio_rates or ()
+        if rates and rate not in rates:  # Opus: 48 kHz and fractions of it
+            rate = min((r for r in rates if r >= rate), default=max(rates))
+        channels = self._decoder.channels or 2
+        layout = self._decoder.layout.name if self._decoder.layout else ""
+        if not layout or layout.endswith("channels"):  # no channel order (raw PCM): the usual one
+            layout = _USUAL_LAYOUT.get(channels, "stereo")
+        self.stream = output.add_stream(codec_name, rate=rate, layout=layout)
+        self.stream.time_base = Fraction(1, rate)
+        self.stream.codec_context.bit_rate = _BITS_PER_CHANNEL.get(codec_name, 96_000) * channels
+        for key in ("language", "title"):
+            if key in source.metadata:
+                self.stream.metadata[key] = source.metadata[key]
+        sample_format = codec.audio_formats[0].name if codec.audio_formats else "fltp"
+        self._resampler = av.AudioResampler(format=sample_format, layout=layout, rate=rate)
+        self._flushed = False
+
+    @classmethod
+    def make(cls, source, output, ext: str) -> _AudioTranscoder:
+        name = _codec_name(source)
+        encoders = [e for e in _AUDIO_ENCODERS.get(ext, _DEFAULT_AUDIO_ENCODERS) if e in av.codecs_available]
+        if source.codec_context is None or not encoders:
+            raise UsageError(
+                f"audio stream {source.index} ({name}) cannot be copied into a {ext} file and this "
+                "FFmpeg cannot re-encode it; write .mkv instead, or drop it with --audio none"
+            )
+        try:
+            transcoder = cls(source, output, encoders[0])
+            transcoder.stream.codec_context.open()  # a refusal now, not after the video is done
+        except (av.error.FFmpegError, ValueError) as exc:
+            raise UsageError(
+                f"audio stream {source.index} ({name}) cannot be copied into a {ext} file and "
+                f"re-encoding it with {encoders[0]} failed ({exc}); write .mkv instead, or drop it "
+                "with --audio none"
+            ) from None
+        log.warning("re-encoding audio stream %d (%s) as %s: a %s file cannot hold %s",
+                    source.index, name, transcoder.stream.codec_context.name, ext, name)  # fmt: skip
+        return transcoder
+
+    def convert(self, packet: av.Packet | None) -> list[av.Packet]:
+        """The output packets that `packet` completes (None: flush everything still held)."""
+        out = []
+        try:
+            frames = self._decoder.decode(packet)
+        except av.error.FFmpegError as exc:  # a damaged packet: skip it, as players do
+            log.debug("audio packet at pts %s does not decode: %s", packet and packet.pts, exc)
+            frames = []
+        for frame in frames:
+            for resampled in self._resampler.resample(frame):
+                out += self.stream.encode(resampled)
+        if packet is None:
+            for resampled in self._resampler.resample(None):
+                out += self.stream.encode(resampled)
+            out += self.stream.encode(None)
+        return out
+
+    def flush(self) -> list[av.Packet]:
+        if self._flushed:
+            return []
+        self._flushed = True
+        return self.convert(None)
 
 
 # Text subtitles can change format without losing anything but styling: the text format each
@@ -94,17 +183,24 @@ class _SubtitleConverter:
 class Passthrough:
     """Copies audio and subtitle packets from the input to the output, unchanged, in time order."""
 
-    def __init__(self, info: VideoInfo, output, fmt_ext: str):
+    def __init__(self, info: VideoInfo, output, fmt_ext: str, audio: str = "auto"):
+        """`audio`: auto (copy where the container can hold it, else re-encode), copy (an error
+        where it cannot) or none (leave the audio out)."""
+        if audio not in AUDIO_MODES:
+            raise UsageError(f"--audio must be one of {', '.join(AUDIO_MODES)} (got {audio!r})")
         self._input = open_input(info.path)
         self._map = {}
-        self._converters: dict[int, _SubtitleConverter] = {}
+        self._converters: dict[int, _SubtitleConverter | _AudioTranscoder] = {}
         try:
             supported = output.supported_codecs
             for stream in self._input.streams:
-                if stream.type not in ("audio", "subtitle"):
+                if stream.type not in ("audio", "subtitle") or (stream.type == "audio" and audio == "none"):
                     continue
-                if _fits(stream, supported, fmt_ext):
+                if _fits(stream, supported, fmt_ext, strict=audio == "copy"):
                     self._map[stream.index] = output.add_stream_from_template(stream)
+                elif stream.type == "audio":
+                    transcoder = _AudioTranscoder.make(stream, output, fmt_ext)
+                    self._map[stream.index], self._converters[stream.index] = transcoder.stream, transcoder
                 elif converter := _SubtitleConverter.make(stream, output, fmt_ext):
                     self._map[stream.index], self._converters[stream.index] = converter.stream, converter
                     log.warning("converting subtitle stream %d to %s for %s", stream.index,
@@ -126,7 +222,11 @@ class Passthrough:
         while True:
             packet = self._pending or next(self._packets, None)
             self._pending = None
-            if packet is None:
+            if packet is None:  # the input is done: what the audio encoders still hold goes out
+                for converter in self._converters.values():
+                    if isinstance(converter, _AudioTranscoder):
+                        for out in converter.flush():
+                            self._output.mux(out)
                 return
             if packet.dts is None and packet.size == 0:
                 continue  # demuxer's end-of-stream marker
@@ -145,6 +245,33 @@ class Passthrough:
 
     def close(self) -> None:
         self._input.close()
+
+
+def not_carried(info: VideoInfo) -> str | None:
+    """One line naming the input streams the output leaves out unasked, or None: data streams
+    (timecode tracks, camera metadata), attachments, video streams beyond the one upscaled (cover
+    art). Subtitles a container cannot hold are warned of as they drop."""
+    left = []
+    with open_input(info.path) as container:
+        upscaled = container.streams.video[0].index
+        for stream in container.streams:
+            if stream.index == upscaled or stream.type in ("audio", "subtitle"):
+                continue
+            left.append(f"stream {stream.index} ({_stream_words(stream)})")
+    if not left:
+        return None
+    return f"{info.path.name}: not carried into the output: {', '.join(left)}"
+
+
+def _stream_words(stream) -> str:
+    meta = stream.metadata
+    if stream.type == "data":
+        what = "timecode" if "timecode" in meta else (meta.get("handler_name") or "unknown")
+        return f"data: {what}"
+    words = f"{stream.type}: {_codec_name(stream)}"
+    if stream.type == "video" and stream.disposition & av.stream.Disposition.attached_pic:
+        words += ", cover picture"
+    return words
 
 
 class NoPassthrough:

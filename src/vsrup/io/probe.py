@@ -18,7 +18,11 @@ from vsrup.errors import InputError
 # AVColorSpace code → the swscale matrix that converts it to RGB.
 _MATRIX = {1: Colorspace.ITU709, 4: Colorspace.FCC, 5: Colorspace.ITU601, 6: Colorspace.SMPTE170M}
 _MATRIX |= {7: Colorspace.SMPTE240M, 9: Colorspace.BT2020, 10: Colorspace.BT2020}
-_FULL_RANGE = 2  # AVCOL_RANGE_JPEG
+_FULL_RANGE, _LIMITED_RANGE = 2, 1  # AVCOL_RANGE_JPEG, AVCOL_RANGE_MPEG
+_BT709, _SMPTE170M = 1, 6  # the same code for primaries, transfer and matrix
+_UNSPECIFIED = (0, 2, 3)  # reserved, unspecified, reserved
+# Matrix code → the (primaries, transfer) codes that usually go with it.
+_USUAL_PRIMARIES_TRANSFER = {1: (1, 1), 5: (5, 6), 6: (6, 6), 9: (9, 14), 10: (9, 14)}
 
 
 @dataclass
@@ -125,13 +129,41 @@ def _rotation(path: Path) -> int:
 
 def rgb_matrix(info: VideoInfo) -> Colorspace:
     """The YUV↔RGB matrix for this video; untagged video is guessed by size, as players do."""
-    if info.color.matrix in _MATRIX:
-        return _MATRIX[info.color.matrix]
-    return Colorspace.ITU709 if info.height >= 720 else Colorspace.ITU601
+    return matrix_of(info.color, info.height)
 
 
-def color_range_of(info: VideoInfo) -> ColorRange:
-    return ColorRange.JPEG if info.color.range == _FULL_RANGE else ColorRange.MPEG
+def matrix_of(color: ColorInfo, height: int) -> Colorspace:
+    """The swscale matrix for `color`'s matrix tag; untagged: BT.709 from 720 lines, else BT.601."""
+    if color.matrix in _MATRIX:
+        return _MATRIX[color.matrix]
+    return Colorspace.ITU709 if height >= 720 else Colorspace.ITU601
+
+
+def color_range_of(info: VideoInfo | ColorInfo) -> ColorRange:
+    color = info if isinstance(info, ColorInfo) else info.color
+    return ColorRange.JPEG if color.range == _FULL_RANGE else ColorRange.MPEG
+
+
+def output_color(info: VideoInfo, height: int) -> ColorInfo:
+    """The colour tags of the upscaled video, `height` lines tall: the input's own where it has
+    them, else what players assume for the *output* size (BT.709 from 720 lines, BT.601/SMPTE 170M
+    below), which is also the matrix the writer converts with. Every tag is set, so no player has
+    to guess: an untagged 480p input upscaled to 1920p would otherwise be encoded with one matrix
+    and shown with another, and its colours would shift.
+    """
+    color = info.color
+    hd = height >= 720
+    rgb_source = info.pix_fmt.startswith(("rgb", "bgr", "gbr", "argb", "abgr", "pal8", "gray"))
+    matrix = color.matrix if color.matrix in _MATRIX else (_BT709 if hd else _SMPTE170M)
+    # Missing primaries and transfer: those that go with the matrix (RGB sources, GIF and PNG, are
+    # sRGB, whose primaries are BT.709's whatever the size).
+    usual = _BT709 if rgb_source else matrix
+    primaries, transfer = _USUAL_PRIMARIES_TRANSFER.get(usual, (_BT709, _BT709) if hd else (_SMPTE170M,) * 2)
+    primaries = color.primaries if color.primaries not in _UNSPECIFIED else primaries
+    transfer = color.transfer if color.transfer not in _UNSPECIFIED else transfer
+    # The writer encodes limited range unless the input is tagged full range.
+    color_range = _FULL_RANGE if color.range == _FULL_RANGE and not rgb_source else _LIMITED_RANGE
+    return ColorInfo(primaries, transfer, matrix, color_range)
 
 
 def video_pts(path: Path) -> list[int]:

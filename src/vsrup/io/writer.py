@@ -8,6 +8,9 @@ video stream alone; their audio is muxed once when they are joined (`io.concat`)
 
 from __future__ import annotations
 
+import functools
+import io
+import logging
 import math
 from dataclasses import dataclass
 from fractions import Fraction
@@ -18,12 +21,18 @@ import numpy as np
 
 from vsrup.errors import OutputError, UsageError
 from vsrup.io.passthrough import NoPassthrough, Passthrough
-from vsrup.io.probe import VideoInfo, color_range_of, ffmpeg_reason, rgb_matrix
+from vsrup.io.probe import VideoInfo, color_range_of, ffmpeg_reason, matrix_of, output_color
+
+log = logging.getLogger(__name__)
 
 # Default encoder per container.
 _DEFAULT_CODEC = {".mp4": "libx264", ".m4v": "libx264", ".mov": "libx264", ".mkv": "libx264"}
 _DEFAULT_CODEC |= {".webm": "libvpx-vp9", ".avi": "mpeg4", ".nut": "ffv1"}
 _LOSSLESS_CODECS = {"ffv1"}
+# >8-bit input in an H.264 container: HEVC Main10, tagged hvc1 where the container is MP4/QuickTime
+# (Apple devices and browsers play only that tag; hev1 is FFmpeg's default).
+_HIGH_DEPTH_CODEC = "libx265"
+HVC1_CONTAINERS = {".mp4", ".m4v", ".mov"}
 # Segment files: NUT keeps every timestamp exact in any time base (Matroska rounds to
 # milliseconds) and holds any codec, so the final container is chosen only at the end.
 SEGMENT_EXT = ".nut"
@@ -37,7 +46,11 @@ class EncodeSettings:
     pix_fmt: str | None = None  # None: 8-bit 4:2:0, or 10-bit where the input is >8-bit
 
 
-def choose_codec(output: Path, settings: EncodeSettings) -> str:
+def choose_codec(output: Path, settings: EncodeSettings, info: VideoInfo | None = None) -> str:
+    """The video encoder for `output`: `--codec`, else the extension's default. With `info`, >8-bit
+    input in an H.264 container gets HEVC Main10 (libx265): 10-bit H.264 (High 10) is refused by
+    most hardware decoders and browsers, HEVC Main10 is not. Without libx265 it stays H.264 and
+    says so once."""
     ext = output.suffix.lower()
     if settings.codec:
         if settings.codec not in av.codecs_available:
@@ -47,7 +60,33 @@ def choose_codec(output: Path, settings: EncodeSettings) -> str:
         raise UsageError(
             f"unsupported output extension {ext!r}; use one of {', '.join(sorted(_DEFAULT_CODEC))}"
         )
-    return _DEFAULT_CODEC[ext]
+    codec = _DEFAULT_CODEC[ext]
+    if codec == "libx264" and info is not None and _high_depth(info, settings):
+        if _HIGH_DEPTH_CODEC in av.codecs_available:
+            return _HIGH_DEPTH_CODEC
+        _warn_once(
+            f"this FFmpeg has no {_HIGH_DEPTH_CODEC}: {info.bit_depth}-bit input is encoded as 10-bit "
+            "H.264 (High 10), which many devices and browsers cannot play; "
+            "--pix-fmt yuv420p gives 8-bit H.264 that plays everywhere"
+        )
+    return codec
+
+
+def _high_depth(info: VideoInfo, settings: EncodeSettings) -> bool:
+    """Whether the output will be >8-bit: >8-bit input, unless --pix-fmt asks for 8 bits."""
+    if settings.pix_fmt:
+        try:
+            fmt = av.VideoFormat(settings.pix_fmt)
+        except ValueError:
+            pass  # an unknown name: choose_pix_fmt says so
+        else:
+            return max((c.bits for c in fmt.components), default=8) > 8
+    return info.bit_depth > 8
+
+
+@functools.cache
+def _warn_once(text: str) -> None:
+    log.warning("%s", text)
 
 
 def writable_extension(ext: str) -> str:
@@ -72,15 +111,25 @@ def choose_pix_fmt(codec: av.codec.Codec, info: VideoInfo, settings: EncodeSetti
     return supported[0]
 
 
-def segment_codec(output: Path, settings: EncodeSettings) -> EncodeSettings:
-    """Encode settings for segment files of `output`: the codec the output's extension picks, named
-    explicitly, since segment files have an extension of their own."""
+def segment_codec(output: Path, settings: EncodeSettings, info: VideoInfo | None = None) -> EncodeSettings:
+    """Encode settings for segment files of `output`: the codec the output's extension picks (for
+    the input `info`), named explicitly, since segment files have an extension of their own."""
     return EncodeSettings(
-        codec=choose_codec(Path(output), settings),
+        codec=choose_codec(Path(output), settings, info),
         crf=settings.crf,
         preset=settings.preset,
         pix_fmt=settings.pix_fmt,
     )
+
+
+def check_audio(info: VideoInfo, output: Path, audio: str) -> None:
+    """With `--audio copy`, raise now the error the join of segment files (`--resume`, `--devices`)
+    would raise at the end for audio the output container cannot hold."""
+    if audio != "copy" or not info.audio_streams:
+        return
+    ext = Path(output).suffix.lower()
+    with av.open(io.BytesIO(), "w", format=muxer_for(ext) or ext.lstrip(".")) as container:
+        Passthrough(info, container, ext, audio).close()
 
 
 def muxer_for(ext: str) -> str | None:
@@ -102,12 +151,13 @@ class VideoWriter:
         settings: EncodeSettings,
         fmt_ext: str,
         passthrough: bool = True,
+        audio: str = "auto",
     ):
         """`size` is the (width, height) of the encoded frames. `passthrough=False` writes a video-only
-        segment whose timestamps are kept exactly as given."""
+        segment whose timestamps are kept exactly as given. `audio`: see `Passthrough`."""
         self.info = info
         self.path = path
-        codec_name = choose_codec(Path("x" + fmt_ext), settings)
+        codec_name = choose_codec(Path("x" + fmt_ext), settings, info)
         # A segment keeps every timestamp as given: by default NUT shifts a B-frame stream that starts
         # at pts 0 (negative decode times) later by the reorder delay, which moved segment 0.
         options = {} if passthrough else {"avoid_negative_ts": "disabled"}
@@ -116,7 +166,11 @@ class VideoWriter:
         except (av.error.FFmpegError, OSError) as exc:
             raise OutputError(f"cannot create output {path}: {ffmpeg_reason(exc)}") from None
         self.stream = self._add_video_stream(codec_name, size, settings)
-        self._passthrough = Passthrough(info, self.container, fmt_ext) if passthrough else NoPassthrough()
+        if fmt_ext in HVC1_CONTAINERS and self.stream.codec_context.codec.canonical_name == "hevc":
+            self.stream.codec_tag = "hvc1"
+        self._passthrough = (
+            Passthrough(info, self.container, fmt_ext, audio) if passthrough else NoPassthrough()
+        )
         self.frames_written = 0
 
     def _add_video_stream(self, codec_name: str, size: tuple[int, int], settings: EncodeSettings):
@@ -130,8 +184,9 @@ class VideoWriter:
         stream.time_base = info.time_base
         stream.codec_context.time_base = info.time_base
         ctx = stream.codec_context
-        ctx.color_primaries, ctx.color_trc = info.color.primaries, info.color.transfer
-        ctx.colorspace, ctx.color_range = info.color.matrix, info.color.range
+        color = output_color(info, size[1])
+        ctx.color_primaries, ctx.color_trc = color.primaries, color.transfer
+        ctx.colorspace, ctx.color_range = color.matrix, color.range
         options = {}
         if settings.crf is not None:
             options["crf"] = str(settings.crf)
@@ -139,13 +194,15 @@ class VideoWriter:
             options["crf"] = "18"  # visually lossless-ish: an upscaler should not add artefacts
         if settings.preset:
             options["preset"] = settings.preset
+        if codec.name == "libx265":
+            options["x265-params"] = "log-level=error"  # x265 prints its settings to stderr
         if codec.name == "libvpx-vp9":
             options.setdefault("b", "0")
         stream.options = options
         if info.rotation:
             stream.set_display_rotation(info.rotation)
-        self._yuv_matrix = rgb_matrix(info)
-        self._yuv_range = color_range_of(info)
+        self._yuv_matrix = matrix_of(color, size[1])
+        self._yuv_range = color_range_of(color)
         return stream
 
     def write(self, pts: int | None, duration: int | None, image: np.ndarray) -> None:

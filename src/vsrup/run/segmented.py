@@ -6,6 +6,7 @@ segment files are joined by packet copy with the input's audio and subtitles mux
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import tempfile
@@ -16,8 +17,9 @@ from pathlib import Path
 from vsrup.errors import InputDamaged, InputError, VsrupError, rebuild
 from vsrup.io.concat import concat_segments
 from vsrup.io.files import atomic_output, check_output
+from vsrup.io.passthrough import not_carried
 from vsrup.io.probe import VideoInfo, probe, video_pts
-from vsrup.io.writer import SEGMENT_EXT, EncodeSettings, choose_codec, segment_codec
+from vsrup.io.writer import SEGMENT_EXT, EncodeSettings, check_audio, choose_codec, segment_codec
 from vsrup.pipeline.span import FrameRange, plan_segments
 from vsrup.progress import Reporter
 from vsrup.run.jobs import Job, Outcome, failed
@@ -27,6 +29,7 @@ SEGMENTS_PER_WORKER = 3  # more segments than workers, so an uneven split still 
 # creates it and kills its own process, to prove that a lost worker is replaced and its segment
 # retried (--devices and --ray alike).
 CRASH_ONCE_ENV = "VSRUP_TEST_CRASH_ONCE"
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -51,6 +54,7 @@ class FileWork:
     scratch: Path  # hidden folder beside the output for the segment files
     error: VsrupError | None = None
     started: float = field(default_factory=time.perf_counter)
+    audio: str = "auto"  # --audio, for the join
 
     @property
     def frames(self) -> int:
@@ -64,7 +68,7 @@ def tasks_of(works: list[FileWork], settings) -> list[SegmentTask]:
     """Every segment of every file, in order."""
     tasks = []
     for w, work in enumerate(works):
-        encode = segment_codec(work.job.target, settings.encode)  # segment files are .nut
+        encode = segment_codec(work.job.target, settings.encode, work.info)  # segment files are .nut
         for s, span in enumerate(work.ranges):
             tasks.append(SegmentTask(w, s, work.job.source, span, work.segment_path(s), encode))
     return tasks
@@ -89,9 +93,10 @@ def prepare_file(job: Job, settings, parts: int) -> FileWork:
     check_output(job.source, job.target, settings.overwrite)
     choose_codec(job.target, settings.encode)
     info = probe(job.source)
+    check_audio(info, job.target, settings.audio)  # the join comes last: fail before the work
     frames = len(video_pts(job.source))
     scratch = Path(tempfile.mkdtemp(prefix=f".{job.target.stem}.vsrup-segments-", dir=job.target.parent))
-    return FileWork(job, info, segment_ranges(frames, settings, parts), scratch)
+    return FileWork(job, info, segment_ranges(frames, settings, parts), scratch, audio=settings.audio)
 
 
 def segment_ranges(frames: int, settings, parts: int) -> list[FrameRange]:
@@ -117,7 +122,9 @@ def finish_file(work: FileWork) -> Outcome:
         if work.error is None:
             with atomic_output(job.target) as partial:
                 paths = [work.segment_path(i) for i in range(len(work.ranges))]
-                frames = concat_segments(paths, work.info, partial)
+                frames = concat_segments(paths, work.info, partial, work.audio)
+            if left := not_carried(work.info):
+                log.warning("%s", left)
             seconds = time.perf_counter() - work.started
             return Outcome(job.source, job.target, "done", frames=frames, seconds=seconds)
     except VsrupError as exc:
