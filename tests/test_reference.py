@@ -21,10 +21,14 @@ from PIL import Image
 from safetensors import safe_open
 from safetensors.torch import load_file
 
+from vsrup.io.reader import Frame
 from vsrup.models.dloral import DLoRAL
 from vsrup.models.osediff import OSEDiff
 from vsrup.models.reference_resize import pil_resize, reference_enlarge, reference_sizes
 from vsrup.models.sd import SDLatentVSR
+from vsrup.pipeline.plan import make_plan
+from vsrup.pipeline.runner import Runner
+from vsrup.pipeline.stream import upscale_stream
 from vsrup.weights.convert import convert
 
 FIXTURE = Path(__file__).parent / "fixtures" / "reference"
@@ -32,10 +36,13 @@ LEVEL = 1 / 255
 
 
 def upscale_frames(model: SDLatentVSR, frames: torch.Tensor) -> torch.Tensor:
-    """Frames (T, 3, h, w) in [0, 1] → the model's output frames: here one `upscale` call on the
-    whole window (the place for the engine's stream loop to take over)."""
-    with torch.no_grad():
-        return model.upscale(frames)
+    """Frames (T, 3, h, w) in [0, 1] (8-bit values) → the model's output frames, through the stream
+    loop `vsrup upscale` runs (its plan, windows and join; only the encode is left out)."""
+    runner = Runner(model, torch.device("cpu"), torch.float32)
+    plan = make_plan(model, runner.device, runner.dtype, None, None, 0, None)
+    images = (frames * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    stream = upscale_stream([Frame(i, i, 1, image) for i, image in enumerate(images)], runner, plan)
+    return torch.stack([image.float() for _, image in stream])
 
 
 def meta() -> dict:

@@ -238,6 +238,12 @@ class SDLatentVSR(OneStepLatentVSR):
                 )
         model = cls.assemble(config, tensors, unet, vae, embeds, scale)
         model.timestep = int(config.get("timestep", cls.timestep))
+        model.process_size = int(config.get("process_size", model.process_size))  # 0 in test bundles
+        if torch.device(device).type == "cpu" or dtype == torch.float32:
+            # One frame per UNet call: a batched call rounds differently with the batch's size, so
+            # only then is a frame the same bit for bit whatever window it sits in (the CPU gains
+            # nothing from batching these convolutions; half precision on a GPU keeps batches).
+            model.chunk = 1
         return model.to(device=device, dtype=dtype).eval().requires_grad_(False)
 
     @classmethod
