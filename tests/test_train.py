@@ -159,6 +159,22 @@ def test_resume_with_other_settings_is_refused(tmp_path):
         train(s, resume=True, progress=False)
 
 
+def test_reschedule_changes_only_the_step_count_and_is_recorded(tmp_path):
+    folder = _frame_folder(tmp_path / "clip")
+    s = _settings(tmp_path, folder, "a")
+    train(s, progress=False, stop_after=1)
+    s.steps = 2
+    with pytest.raises(UsageError, match="other settings"):
+        train(s, resume=True, progress=False)  # a new step count needs --reschedule
+    s.lr = 1e-4
+    with pytest.raises(UsageError, match="other settings"):
+        train(s, resume=True, progress=False, reschedule=True)  # and nothing else may change
+    s.lr = _settings(tmp_path, folder, "a").lr
+    summary = train(s, resume=True, progress=False, reschedule=True)
+    assert summary["steps"] == 2
+    assert summary["reschedules"] == [{"at_step": 1, "steps_from": 3, "steps_to": 2}]
+
+
 def test_warm_start_copies_every_matching_tensor(tmp_path):
     from vsrup.models.tiny import TinyConfig, TinyVSR, save_tiny
     from vsrup.train.loop import _load_matching

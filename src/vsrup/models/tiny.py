@@ -125,7 +125,8 @@ class TinyVSR(OneStepLatentVSR):
         t = self.window_len or frames.shape[0]
         flows = None
         if self._uses_flow(t):
-            flows = window_flows(frames, t).to(frames.dtype)
+            # Kept in float32 whatever the model's dtype: fp16 flow loses 1/16 px beyond 64 px.
+            flows = window_flows(frames, t)
         tile, overlap = self.tiles.latent_tile * self.stride, self.tiles.latent_overlap * self.stride
         if tile <= 0:
             return self._upscale_whole(frames, flows)

@@ -122,6 +122,21 @@ def _load_matching(model: TinyVSR, path: Path) -> list[str]:
     return sorted(set(own) - set(matched))
 
 
+def _check_resumable(state: dict, s: TrainSettings, reschedule: bool) -> list[dict]:
+    """Refuse a resume with other settings, except a new step count when `reschedule` is set.
+    Returns the run's reschedule history, with this change appended."""
+    history = list(state.get("reschedules", []))
+    saved, now = state["settings"], asdict(s)
+    if saved == now:
+        return history
+    changed = {k for k in set(saved) | set(now) if saved.get(k) != now.get(k)}
+    if not reschedule or changed != {"steps"}:
+        raise UsageError(f"{s.run_dir} was started with other settings; use a new --run-dir")
+    if s.steps <= state["step"]:
+        raise UsageError(f"--steps {s.steps} is not past the run's step {state['step']}")
+    return history + [{"at_step": state["step"], "steps_from": saved["steps"], "steps_to": s.steps}]
+
+
 def _init_paths(s: TrainSettings) -> list[Path]:
     return [Path(p.strip()) for p in s.init.split(",") if p.strip()]
 
@@ -153,11 +168,15 @@ def train(
     progress: bool = True,
     command: str = "",
     stop_after: int | None = None,
+    reschedule: bool = False,
 ) -> dict:
     """Train (or resume) a tiny model and write its weights to `settings.out`. Returns a summary.
 
     `stop_after` ends the run early at that step with a checkpoint (as an interruption would),
-    without writing `out`; `resume=True` then continues it exactly."""
+    without writing `out`; `resume=True` then continues it exactly. `reschedule=True` lets a
+    resumed run change `steps` (nothing else), e.g. to end sooner on a loaded machine; the change
+    is recorded (step, old and new count) in the state and in the final weights' JSON, so the
+    recipe stays reproducible."""
     s = settings
     if s.scale not in (2, 4) or s.crop % (s.scale * s.latent_stride) or s.frames < 1 or s.steps < 1:
         raise UsageError("need scale 2 or 4, crop divisible by scale × stride, frames ≥ 1, steps ≥ 1")
@@ -196,11 +215,10 @@ def train(
     for path in _init_paths(s):
         _load_matching(model, path)
     opt = torch.optim.Adam(model.parameters(), lr=s.lr, betas=(0.9, 0.99))
-    step, elapsed = 0, 0.0
+    step, elapsed, reschedules = 0, 0.0, []
     if resume and (run / "state.json").is_file():
         state = json.loads((run / "state.json").read_text())
-        if state["settings"] != asdict(s):
-            raise UsageError(f"{run} was started with other settings; use a new --run-dir")
+        reschedules = _check_resumable(state, s, reschedule)
         model = load_tiny(run / "checkpoint.safetensors")
         opt = torch.optim.Adam(model.parameters(), lr=s.lr, betas=(0.9, 0.99))
         opt.load_state_dict(torch.load(run / "optimizer.pt", weights_only=True))
@@ -236,10 +254,10 @@ def train(
             bar.update(task, completed=step, info=f"loss {loss.item():.4f}  val +{gain:.2f} dB")
             if step % s.ckpt_every == 0 or step == s.steps:
                 state = {"step": step, "elapsed_s": time.perf_counter() - start, "settings": asdict(s)}
-                _save_checkpoint(run, model, opt, state)
+                _save_checkpoint(run, model, opt, state | {"reschedules": reschedules})
             if stop_after is not None and step >= stop_after:
                 state = {"step": step, "elapsed_s": time.perf_counter() - start, "settings": asdict(s)}
-                _save_checkpoint(run, model, opt, state)
+                _save_checkpoint(run, model, opt, state | {"reschedules": reschedules})
                 return {"steps": step, "stopped": True}
     elapsed = time.perf_counter() - start
     training = {
@@ -254,6 +272,7 @@ def train(
         "stills": {"folder": s.stills, "images": len(stills), "per_still": s.per_still},
         "cache_windows_total": int(cache.shape[0]),
         "settings": asdict(s),
+        "reschedules": reschedules,
         "val_gain_db_train_clips": round(gain, 3),
     }
     if s.init:  # the warm start is part of the recipe: pin exactly which weights it was
