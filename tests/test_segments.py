@@ -35,6 +35,8 @@ def _seeded_temporal(scale: int, device: torch.device, dtype: torch.dtype) -> Ti
     torch.manual_seed(0)
     model = TinyVSR(TinyConfig(scale=scale, width=8, refiner_blocks=1, offset_width=4))
     torch.nn.init.normal_(model.to_pixels.weight, std=0.05)
+    for branch in (model.propagate.backward_branch, model.propagate.forward_branch):
+        torch.nn.init.normal_(branch[0].weight, std=0.1)  # (trained-from-zero init: switch it on)
     return model.to(device=device, dtype=dtype)
 
 

@@ -1,33 +1,45 @@
-"""The tiny model: shapes, ranges, odd sizes, temporal behaviour, and the shipped weights."""
-
-from pathlib import Path
+"""The tiny model: shapes, ranges, odd sizes, temporal behaviour, flow, and the shipped weights."""
 
 import pytest
 import torch
 import torch.nn.functional as F
 
 from vsrup.errors import WeightsError
+from vsrup.models.flow import warp, window_flows
 from vsrup.models.tiny import TinyConfig, TinyVSR, load_tiny, save_tiny
+from vsrup.train.data import DEFAULT_DATA as DATA
 
-DATA = Path("/work/shared/data")
 
-
-def small_model(scale: int = 4, seed: int = 0, stride: int = 1) -> TinyVSR:
-    """A small random model whose learned residual is switched on (the real init starts at zero)."""
+def small_model(scale: int = 4, seed: int = 0, stride: int = 1, align: str = "flow") -> TinyVSR:
+    """A small random model whose learned residuals are switched on (the real init starts at zero)."""
     torch.manual_seed(seed)
-    config = TinyConfig(scale=scale, width=8, refiner_blocks=1, offset_width=4, latent_stride=stride)
+    config = TinyConfig(
+        scale=scale, width=8, refiner_blocks=1, offset_width=4, latent_stride=stride, align=align
+    )
     model = TinyVSR(config).eval()
     torch.nn.init.normal_(model.to_pixels.weight, std=0.05)
-    torch.nn.init.normal_(model.align.offset.weight, std=0.05)
+    if align == "flow":
+        for branch in (model.propagate.backward_branch, model.propagate.forward_branch):
+            torch.nn.init.normal_(branch[0].weight, std=0.1)
+    elif align == "offset":
+        torch.nn.init.normal_(model.align.offset.weight, std=0.05)
     return model
 
 
+def smooth_texture(size: tuple[int, int], seed: int = 0) -> torch.Tensor:
+    """(3, h, w) smooth random texture: enough structure for optical flow to lock onto."""
+    g = torch.Generator().manual_seed(seed)
+    base = torch.rand(1, 3, size[0] // 4 + 2, size[1] // 4 + 2, generator=g)
+    return F.interpolate(base, scale_factor=4, mode="bicubic")[0, :, : size[0], : size[1]].clamp(0, 1)
+
+
 @pytest.mark.parametrize(("scale", "stride"), [(2, 1), (2, 2), (4, 1)])
-@pytest.mark.parametrize("size", [(7, 5), (16, 16), (1, 3)])
-def test_output_shape_and_range_for_odd_sizes(scale, stride, size):
+@pytest.mark.parametrize("size", [(7, 5), (16, 16), (1, 3), (23, 41)])
+@pytest.mark.parametrize("align", ["flow", "offset"])
+def test_output_shape_and_range_for_odd_sizes(scale, stride, size, align):
     frames = torch.rand(3, 3, *size)
     with torch.no_grad():
-        out = small_model(scale, stride=stride).upscale(frames)
+        out = small_model(scale, stride=stride, align=align).upscale(frames)
     assert out.shape == (3, 3, size[0] * scale, size[1] * scale)
     assert out.min() >= 0 and out.max() <= 1
 
@@ -54,18 +66,71 @@ def test_fresh_model_is_bicubic(scale, stride):
     torch.testing.assert_close(out, bicubic, rtol=0, atol=1e-5)
 
 
-def test_temporal_module_uses_only_adjacent_frames():
-    model, frames = small_model(), torch.rand(5, 3, 12, 12)
+@pytest.mark.parametrize("stride", [1, 2])
+def test_per_frame_switch_equals_single_frame_calls(stride):
+    model, frames = small_model(stride=stride), torch.rand(4, 3, 20, 22)
+    with torch.no_grad():
+        alone = torch.cat([model.upscale(f[None]) for f in frames])
+        model.temporal = False
+        per_frame = model.upscale(frames)
+        model.temporal = True
+        temporal = model.upscale(frames)
+    torch.testing.assert_close(per_frame, alone, rtol=0, atol=1e-5)
+    assert (temporal - per_frame).abs().max() > 1e-3  # the switch does switch something off
+    assert model.temporal_context == 1
+
+
+def test_flow_propagation_reaches_the_whole_window_and_only_it():
+    model = small_model()
+    frames = torch.stack([smooth_texture((24, 24), seed=i) for i in range(5)])
+    changed = frames.clone()
+    changed[0] = smooth_texture((24, 24), seed=99)
+    with torch.no_grad():
+        a, b = model.upscale(frames), model.upscale(changed)
+        windows = model.upscale_windows(torch.stack((frames, changed)))
+        model.temporal = False
+        c, d = model.upscale(frames), model.upscale(changed)
+    diff = (a - b).abs().flatten(1).amax(1)
+    assert diff[4] > 1e-5  # the recurrence carries frame 0 to the window's far end
+    assert ((c - d).abs().flatten(1).amax(1)[1:] == 0).all()  # per-frame: no frame sees another
+    torch.testing.assert_close(windows[0], a, rtol=0, atol=1e-5)  # batched windows stay apart
+
+
+def test_offset_module_uses_only_adjacent_frames():
+    model, frames = small_model(align="offset"), torch.rand(5, 3, 12, 12)
     changed = frames.clone()
     changed[0] = torch.rand(3, 12, 12)
     with torch.no_grad():
         a, b = model.upscale(frames), model.upscale(changed)
-        model.temporal = False
-        c = model.upscale(frames)
     diff = (a - b).abs().flatten(1).amax(1)
-    assert diff[1] > 1e-4  # frame 1 sees its neighbour 0
-    assert diff[2:].max() == 0  # frames 2.. do not
-    assert (a[1:4] - c[1:4]).abs().max() > 1e-4  # temporal on and off differ where neighbours exist
+    assert diff[1] > 1e-4 and diff[2:].max() == 0
+
+
+@pytest.mark.parametrize(("dx", "dy"), [(3, -2), (1.5, 0.5)])
+def test_estimated_flow_warps_a_shifted_frame_back(dx, dy):
+    """Frame 1 is frame 0 moved by (dx, dy): the flow the model computes must align them."""
+    big = smooth_texture((80, 96), seed=3)[None]
+    shift = torch.zeros(1, 2, 80, 96)
+    shift[:, 0], shift[:, 1] = -dx, -dy
+    moved = warp(big, shift)  # moved(x) = big(x - d): the content moved by +d
+    frames = torch.cat((big, moved))[..., 8:-8, 8:-8]
+    flows = window_flows(frames, window=2)
+    assert flows.shape == (2, 4, 64, 80)
+    aligned = warp(frames[:1], flows[1:, :2])  # previous frame brought onto frame 1
+    inner = (slice(None), slice(None), slice(6, -6), slice(6, -6))
+    err = (aligned - frames[1:])[inner].abs().mean()
+    unaligned = (frames[:1] - frames[1:])[inner].abs().mean()
+    assert err < 0.15 * unaligned and err < 0.01
+    torch.testing.assert_close(flows[1, 0, 20:40, 20:40].mean(), torch.tensor(-float(dx)), atol=0.15, rtol=0)
+    torch.testing.assert_close(flows[1, 1, 20:40, 20:40].mean(), torch.tensor(-float(dy)), atol=0.15, rtol=0)
+    assert flows[0, :2].abs().max() == 0 and flows[1, 2:].abs().max() == 0  # no neighbour: zero flow
+
+
+def test_legacy_config_without_align_loads_as_offset_model():
+    assert TinyConfig.from_dict({"scale": 4, "width": 32}).align == "offset"
+    assert TinyConfig.from_dict({"scale": 4, "align": "flow"}).align == "flow"
+    with pytest.raises(ValueError, match="align"):
+        TinyVSR(TinyConfig(align="sideways"))
 
 
 def test_batched_windows_do_not_leak_into_each_other():

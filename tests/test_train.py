@@ -9,7 +9,7 @@ from PIL import Image
 from safetensors.torch import load_file
 
 from vsrup.errors import UsageError
-from vsrup.train.data import build_cache, sample_windows
+from vsrup.train.data import build_cache, sample_windows, still_images
 from vsrup.train.degrade import Recipe, degrade, downscale, gaussian_kernel, h264, sample_params
 from vsrup.train.loop import TrainSettings, train
 
@@ -127,6 +127,8 @@ def _settings(tmp_path, folder, run):
         cache_frames=3,
         cache_crop=32,
         cache_windows=2,
+        stills=str(folder.parent / "stills") if (folder.parent / "stills").is_dir() else "",
+        per_still=2,
     )
 
 
@@ -157,6 +159,22 @@ def test_resume_with_other_settings_is_refused(tmp_path):
         train(s, resume=True, progress=False)
 
 
+def test_reschedule_changes_only_the_step_count_and_is_recorded(tmp_path):
+    folder = _frame_folder(tmp_path / "clip")
+    s = _settings(tmp_path, folder, "a")
+    train(s, progress=False, stop_after=1)
+    s.steps = 2
+    with pytest.raises(UsageError, match="other settings"):
+        train(s, resume=True, progress=False)  # a new step count needs --reschedule
+    s.lr = 1e-4
+    with pytest.raises(UsageError, match="other settings"):
+        train(s, resume=True, progress=False, reschedule=True)  # and nothing else may change
+    s.lr = _settings(tmp_path, folder, "a").lr
+    summary = train(s, resume=True, progress=False, reschedule=True)
+    assert summary["steps"] == 2
+    assert summary["reschedules"] == [{"at_step": 1, "steps_from": 3, "steps_to": 2}]
+
+
 def test_warm_start_copies_every_matching_tensor(tmp_path):
     from vsrup.models.tiny import TinyConfig, TinyVSR, save_tiny
     from vsrup.train.loop import _load_matching
@@ -171,3 +189,62 @@ def test_warm_start_copies_every_matching_tensor(tmp_path):
     assert fresh == ["encoder.0.weight"]
     assert torch.equal(x2.to_pixels.weight, x4.to_pixels.weight)
     assert torch.equal(x2.refiner[0].conv1.weight, x4.refiner[0].conv1.weight)
+
+
+def _photo(path, size=(300, 260), seed=0):
+    """A synthetic 'photograph': smooth random colour fields."""
+    rng = np.random.default_rng(seed)
+    base = rng.random((size[1] // 20, size[0] // 20, 3)) * 255
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(base.astype(np.uint8)).resize(size, Image.BICUBIC).save(path)
+    return path
+
+
+def test_cache_from_stills_holds_moving_camera_windows(tmp_path):
+    stills = [_photo(tmp_path / "stills" / f"p{i}.png", seed=i) for i in range(2)]
+    assert still_images(tmp_path / "stills") == stills
+    cache = build_cache([], tmp_path / "c", length=4, crop=48, stills=stills, per_still=3)
+    assert cache.shape == (6, 4, 48, 48, 3) and cache.dtype == np.uint8
+    # Frames of a window are views of the same photo: closer to each other than to the other
+    # photo's frames, and not all identical (most shots move).
+    step = np.abs(cache[:, 1].astype(int) - cache[:, 0]).mean()
+    cross = np.abs(cache[:3, 0].astype(int) - cache[3:, 0]).mean()
+    assert 0 < step < 0.7 * cross
+    again = build_cache([], tmp_path / "c", length=4, crop=48, stills=stills, per_still=3)
+    assert np.array_equal(np.asarray(again), cache)
+
+
+def test_camera_window_pans_by_the_drawn_offset():
+    from vsrup.train import motion
+
+    photo = np.asarray(Image.open(_photo_buffer()).convert("RGB"))
+
+    def pure_pan(rng, frames):
+        offset = np.arange(frames)[:, None] * np.array([[3.0, -2.0]])
+        return offset, np.ones(frames), np.zeros(frames)
+
+    original, motion._trajectory = motion._trajectory, pure_pan
+    try:
+        window = motion.camera_window(photo, np.random.default_rng(0), 3, 40)
+    finally:
+        motion._trajectory = original
+    # The camera moves by (+3, -2) px per frame, so frame1(x, y) = frame0(x + 3, y - 2).
+    a, b = window[0].astype(int), window[1].astype(int)
+    assert np.abs(b[2:, :-3] - a[:-2, 3:]).mean() < 1
+    assert np.abs(b - a).mean() > 5
+
+
+def _photo_buffer(size=(200, 180)):
+    import io
+
+    buf = io.BytesIO()
+    rng = np.random.default_rng(1)
+    base = rng.random((size[1] // 10, size[0] // 10, 3)) * 255
+    Image.fromarray(base.astype(np.uint8)).resize(size, Image.BICUBIC).save(buf, format="PNG")
+    buf.seek(0)
+    return buf
+
+
+def test_cache_refuses_held_out_stills_and_frame_subfolders(tmp_path):
+    with pytest.raises(UsageError, match="held out"):
+        build_cache([tmp_path / "vimeo_septuplet" / "seq1"], tmp_path)

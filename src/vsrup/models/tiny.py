@@ -6,16 +6,19 @@ Same pipeline shape as the big latent-diffusion models, at a size that runs on a
   (×2, `latent_stride`). The latent carries the LR image itself in its first channels (losslessly,
   as space-to-depth when strided) beside `width` learned feature channels, so the decoder can add
   detail on top of a bicubic skip.
-- temporal_fuse: for each frame, its two neighbours in the window are aligned to it by a small
-  learned offset field (flow-free: predicted from the two latents, applied with a bilinear warp),
-  gated, and fused into its latent. With `temporal=False` each frame is its own neighbour, which is
-  exactly per-frame inference (used for the flicker comparison).
+- temporal_fuse: BasicVSR-style bidirectional recurrent propagation over the whole window
+  (`tiny_temporal.FlowPropagation`): hidden states are warped from frame to frame by OpenCV DIS
+  optical flow between the LR frames (`flow.py`), computed inside the model on the CPU, so
+  inference needs nothing but the frames. With `temporal=False` every frame is its own window of
+  one, which is exactly per-frame inference with the same weights.
 - denoise: one residual refinement step over the fused latent (no scheduler loop).
 - decode: a conv to (scale·stride)² × 3 channels, pixel shuffle to the output size, added to the
   bicubic upsampling of the LR image channels.
 
-Weights live in `vsrup/assets/tiny_x{scale}.safetensors` beside a JSON config (architecture sizes
-and the training command, seed and time that produced them).
+The model does not detect scene cuts: the engine splits the stream into shots, and a window's
+first frame never looks across a window boundary. Weights live in
+`vsrup/assets/tiny_x{scale}.safetensors` beside a JSON config (architecture sizes and the
+training command, seed and time that produced them).
 """
 
 from __future__ import annotations
@@ -30,11 +33,16 @@ from torch import nn
 
 from vsrup.errors import WeightsError
 from vsrup.models.base import OneStepLatentVSR
+from vsrup.models.flow import resize_flow, warp, window_flows
+from vsrup.models.tiny_temporal import FlowPropagation, NeighbourAlign, ResBlock, offset_fuse
 from vsrup.pipeline.tiling import tiled_apply
+
+__all__ = ["TinyConfig", "TinyVSR", "load_tiny", "save_tiny", "warp"]
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 IMAGE_CHANNELS = 3
 PAD = 2  # LR pixels of replicate padding around each frame
+ALIGN_MODES = ("flow", "offset", "none")
 
 
 @dataclass
@@ -43,8 +51,12 @@ class TinyConfig:
     width: int = 32  # learned latent channels
     encoder_blocks: int = 1
     refiner_blocks: int = 4
-    offset_width: int = 16  # hidden channels of the offset predictor
-    max_offset: float = 4.0  # latent pixels; offsets are tanh-bounded so warps stay local
+    # Temporal module: "flow" (recurrent propagation warped by DIS flow), "offset" (the previous
+    # model's learned ±1-frame offsets; ablation) or "none" (a per-frame model; ablation).
+    align: str = "flow"
+    prop_blocks: int = 1  # residual blocks in each propagation branch
+    offset_width: int = 16  # hidden channels of the offset predictor ("offset" only)
+    max_offset: float = 4.0  # latent pixels ("offset" only)
     # Latent resolution = LR / latent_stride. ×4 works at LR resolution; ×2 at LR/2, which keeps
     # its cost per output pixel the same as ×4's (the latent then holds the LR image losslessly
     # as 3·stride² space-to-depth channels).
@@ -53,72 +65,17 @@ class TinyConfig:
     @classmethod
     def from_dict(cls, data: dict) -> TinyConfig:
         known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
-
-
-class ResBlock(nn.Module):
-    def __init__(self, ch: int) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(ch, ch, 3, padding=1)
-        self.conv2 = nn.Conv2d(ch, ch, 3, padding=1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.conv2(F.leaky_relu(self.conv1(x), 0.1))
-
-
-def warp(x: torch.Tensor, offset: torch.Tensor) -> torch.Tensor:
-    """Sample `x` (N, C, h, w) at pixel positions shifted by `offset` (N, 2, h, w) as (dx, dy).
-
-    The grid is built, and sampled, in float32 whatever `x`'s dtype: in fp16 the pixel coordinates
-    and the normalised grid lose most of a pixel at widths near 1000 (and `arange` itself is wrong
-    from 2048), so a half-precision model would warp to the wrong place. fp32 input is used as is.
-    """
-    n, _, h, w = x.shape
-    ys = torch.arange(h, device=x.device, dtype=torch.float32)
-    xs = torch.arange(w, device=x.device, dtype=torch.float32)
-    gy, gx = torch.meshgrid(ys, xs, indexing="ij")
-    px = gx + offset[:, 0].float()
-    py = gy + offset[:, 1].float()
-    # grid_sample wants [-1, 1] coordinates (align_corners=True: -1 and 1 are the edge pixel centres)
-    grid = torch.stack((2 * px / max(w - 1, 1) - 1, 2 * py / max(h - 1, 1) - 1), dim=-1)
-    out = F.grid_sample(x.float(), grid, mode="bilinear", padding_mode="border", align_corners=True)
-    return out.to(x.dtype)
-
-
-def neighbours(x: torch.Tensor, t: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Previous and next frame of every frame of (B·T, C, h, w) windows of length t. A window's
-    first and last frames use themselves for the missing neighbour (per-frame behaviour there)."""
-    w = x.unflatten(0, (-1, t))
-    prev = torch.cat((w[:, :1], w[:, :-1]), 1).flatten(0, 1)
-    nxt = torch.cat((w[:, 1:], w[:, -1:]), 1).flatten(0, 1)
-    return prev, nxt
-
-
-class NeighbourAlign(nn.Module):
-    """Aligns a neighbour's latent to the current one with a predicted offset field and a gate."""
-
-    def __init__(self, ch: int, hidden: int, max_offset: float) -> None:
-        super().__init__()
-        self.max_offset = max_offset
-        self.hidden = nn.Conv2d(2 * ch, hidden, 3, padding=1)
-        self.offset = nn.Conv2d(hidden, 2, 3, padding=1)
-        self.gate = nn.Conv2d(hidden, 1, 3, padding=1)
-        # Start as the identity warp with an open gate: training only has to learn corrections.
-        nn.init.zeros_(self.offset.weight)
-        nn.init.zeros_(self.offset.bias)
-
-    def forward(self, cur: torch.Tensor, nb: torch.Tensor) -> torch.Tensor:
-        h = F.leaky_relu(self.hidden(torch.cat((cur, nb), 1)), 0.1)
-        offset = self.max_offset * torch.tanh(self.offset(h))
-        return warp(nb, offset) * torch.sigmoid(self.gate(h))
+        # Configs written before the flow module have no "align": they are offset models.
+        return cls(**({"align": "offset"} | {k: v for k, v in data.items() if k in known}))
 
 
 class TinyVSR(OneStepLatentVSR):
     name = "tiny"
-    temporal_context = 1
 
     def __init__(self, config: TinyConfig) -> None:
         super().__init__()
+        if config.align not in ALIGN_MODES:
+            raise ValueError(f"align must be one of {ALIGN_MODES}, not {config.align!r}")
         self.config = config
         self.scale = config.scale
         self.stride = config.latent_stride
@@ -127,13 +84,20 @@ class TinyVSR(OneStepLatentVSR):
         # Frames per window when a batch of windows is flattened into one (N, 3, h, w) tensor
         # (training); None means the whole tensor is one window (the engine's case).
         self.window_len: int | None = None
+        self._flows: torch.Tensor | None = None  # the current piece's flows, set by _upscale_whole
         ch = config.width
         self.encoder = nn.Sequential(
             nn.Conv2d(self.image_channels, ch, 3, padding=1),
             *[ResBlock(ch) for _ in range(config.encoder_blocks)],
         )
-        self.align = NeighbourAlign(ch, config.offset_width, config.max_offset)
-        self.fuse = nn.Conv2d(3 * ch, ch, 3, padding=1)
+        if config.align == "flow":
+            self.propagate = FlowPropagation(ch, config.prop_blocks)
+        elif config.align == "offset":
+            self.align = NeighbourAlign(ch, config.offset_width, config.max_offset)
+        if config.align != "none":
+            # (features, two temporal inputs) → residual. Same name and shape in both modules, so
+            # a flow model can warm-start from an offset model (its propagation starts per-frame).
+            self.fuse = nn.Conv2d(3 * ch, ch, 3, padding=1)
         self.refiner = nn.Sequential(*[ResBlock(ch) for _ in range(config.refiner_blocks)])
         # One latent pixel → a (scale·stride)² block of output pixels.
         self.to_pixels = nn.Conv2d(ch, IMAGE_CHANNELS * (config.scale * self.stride) ** 2, 3, padding=1)
@@ -141,25 +105,49 @@ class TinyVSR(OneStepLatentVSR):
         nn.init.zeros_(self.to_pixels.weight)
         nn.init.zeros_(self.to_pixels.bias)
 
+    @property
+    def temporal_context(self) -> int:
+        """Frames of context wanted on each side; the engine overlaps windows by twice this. The
+        recurrence already reaches every frame of the (8-frame) window, so one frame each side
+        is enough to give window-edge frames a neighbour; more would multiply the work (context 2
+        halves the new frames per 8-frame window), for frames that alignment errors make worth
+        less the farther they are."""
+        return 1 if self.temporal and self.config.align != "none" else 0
+
     # The template's steps, in order -------------------------------------------------------------
 
     def upscale(self, frames: torch.Tensor) -> torch.Tensor:
-        """With `tiles.latent_tile` set (the engine's memory planner, the OOM fallback), the frame
-        is done in overlapping spatial tiles, blended: memory then follows the tile, not the frame.
-        The receptive field is about 20 LR pixels, so the default 16-pixel overlap, feathered, keeps
-        seams below visibility (tested against the untiled result)."""
+        """Flow is estimated once on the whole frames, then (with `tiles.latent_tile` set by the
+        engine's memory planner or the OOM fallback) the frame is done in overlapping spatial
+        tiles, blended, each tile getting its crop of the flow: memory follows the tile, not the
+        frame. The receptive field is about 30 LR pixels; the default 16-pixel overlap, feathered,
+        keeps seams below visibility (tested against the untiled result)."""
+        t = self.window_len or frames.shape[0]
+        flows = None
+        if self._uses_flow(t):
+            # Kept in float32 whatever the model's dtype: fp16 flow loses 1/16 px beyond 64 px.
+            flows = window_flows(frames, t)
         tile, overlap = self.tiles.latent_tile * self.stride, self.tiles.latent_overlap * self.stride
         if tile <= 0:
-            return self._upscale_whole(frames)
+            return self._upscale_whole(frames, flows)
         # Tiles must start on the latent grid (a multiple of the stride), the last one included.
         h, w = frames.shape[-2:]
-        padded = F.pad(frames, (0, -w % self.stride, 0, -h % self.stride), mode="replicate")
-        out = tiled_apply(self._upscale_whole, padded, tile, overlap, out_scale=self.scale)
+        pad = (0, -w % self.stride, 0, -h % self.stride)
+        padded = F.pad(frames, pad, mode="replicate")
+        extras = [(F.pad(flows, pad, mode="replicate"), 1)] if flows is not None else []
+        out = tiled_apply(self._upscale_whole, padded, tile, overlap, out_scale=self.scale, extras=extras)
         return out[..., : h * self.scale, : w * self.scale]
 
-    def _upscale_whole(self, frames: torch.Tensor) -> torch.Tensor:
+    def _uses_flow(self, t: int) -> bool:
+        return self.config.align == "flow" and self.temporal and t > 1
+
+    def _upscale_whole(self, frames: torch.Tensor, flows: torch.Tensor | None = None) -> torch.Tensor:
         h, w = frames.shape[-2:]
-        out = super().upscale(frames)
+        self._flows = flows
+        try:
+            out = super().upscale(frames)
+        finally:
+            self._flows = None
         p = PAD * self.scale
         return out[..., p : p + h * self.scale, p : p + w * self.scale]
 
@@ -181,9 +169,12 @@ class TinyVSR(OneStepLatentVSR):
     def prepare(self, frames: torch.Tensor) -> torch.Tensor:
         # Any h, w works: replicate padding keeps zero-padded conv borders from darkening the edge
         # pixels and rounds the size up to a multiple of the latent stride. `upscale` crops it off.
+        return F.pad(frames * 2 - 1, self._padding(frames), mode="replicate")
+
+    def _padding(self, frames: torch.Tensor) -> tuple[int, int, int, int]:
         h, w = frames.shape[-2:]
         extra_h, extra_w = -(h + 2 * PAD) % self.stride, -(w + 2 * PAD) % self.stride
-        return F.pad(frames * 2 - 1, (PAD, PAD + extra_w, PAD, PAD + extra_h), mode="replicate")
+        return (PAD, PAD + extra_w, PAD, PAD + extra_h)
 
     def encode(self, cond: torch.Tensor) -> torch.Tensor:
         image = F.pixel_unshuffle(cond, self.stride)
@@ -191,13 +182,18 @@ class TinyVSR(OneStepLatentVSR):
 
     def temporal_fuse(self, latents: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         image, feats = latents[:, : self.image_channels], latents[:, self.image_channels :]
-        t = self.window_len or feats.shape[0]
-        if self.temporal and t > 1:
-            prev, nxt = neighbours(feats, t)
-            aligned_prev, aligned_next = self.align(feats, prev), self.align(feats, nxt)
+        t = (self.window_len or feats.shape[0]) if self.temporal else 1
+        if self.config.align == "flow":
+            flows = self._flows
+            if flows is not None and t > 1:
+                # The flow was estimated on the unpadded frames: pad it like `prepare` pads them.
+                flows = resize_flow(F.pad(flows, self._padding(flows), mode="replicate"), self.stride)
+            backward, forward = self.propagate(feats, t, flows if t > 1 else None)
+            fused = feats + self.fuse(torch.cat((feats, backward, forward), 1))
+        elif self.config.align == "offset":
+            fused = offset_fuse(self.align, self.fuse, feats, t)
         else:
-            aligned_prev = aligned_next = self.align(feats, feats)
-        fused = feats + self.fuse(torch.cat((feats, aligned_prev, aligned_next), 1))
+            fused = feats
         return torch.cat((image, fused), 1)
 
     def denoise(self, fused: torch.Tensor, latents: torch.Tensor) -> torch.Tensor:

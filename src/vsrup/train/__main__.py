@@ -40,7 +40,7 @@ HELP = {
 }
 
 
-def parse(argv: list[str]) -> tuple[TrainSettings, bool, bool]:
+def parse(argv: list[str]) -> tuple[TrainSettings, bool, bool, bool]:
     parser = argparse.ArgumentParser(prog="vsrup train", description=__doc__)
     for f in fields(TrainSettings):
         flag = "--" + f.name.replace("_", "-")
@@ -54,18 +54,21 @@ def parse(argv: list[str]) -> tuple[TrainSettings, bool, bool]:
             parser.add_argument(flag, type=type(f.default), default=f.default, metavar=metavar,
                                 help=text if default is None else f"{text} (default: {default})")  # fmt: skip
     parser.add_argument("--resume", action="store_true", help="continue the run in --run-dir")
+    parser.add_argument(
+        "--reschedule", action="store_true", help="with --resume: allow a new --steps (recorded)"
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (log.jsonl only)")
     args = vars(parser.parse_args(argv))
-    resume, quiet = args.pop("resume"), args.pop("no_progress")
-    return TrainSettings(**args), resume, not quiet
+    resume, quiet, reschedule = args.pop("resume"), args.pop("no_progress"), args.pop("reschedule")
+    return TrainSettings(**args), resume, not quiet, reschedule
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    settings, resume, progress = parse(argv)
+    settings, resume, progress, reschedule = parse(argv)
     command = "python -m vsrup.train " + shlex.join(argv)
     try:
-        summary = train(settings, resume=resume, progress=progress, command=command)
+        summary = train(settings, resume=resume, progress=progress, command=command, reschedule=reschedule)
     except VsrupError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code

@@ -1,9 +1,16 @@
-"""Training data: HR frame windows cut from real videos or frame folders, cached once as one .npy.
+"""Training data: HR frame windows from real videos, frame folders and moving-camera stills,
+cached once as one .npy.
 
 Decoding 720p H.264 for every step would make training decode-bound, so `build_cache` decodes each
-source once, cuts `crops_per_window` random HR crops out of windows of consecutive frames spread
-over the whole clip, and stores them as a uint8 array (N, T, H, W, 3). `sample_batch` then draws
-training windows from that array with random sub-crops, flips and time reversal.
+source once (videos through vsrup's own inference reader, `vsrup.io.reader.read_frames`, so training
+sees the colour matrix and range that `vsrup upscale` feeds the model), cuts `per_window` random HR
+crops out of windows of consecutive frames spread over the whole clip, adds `still_windows`
+synthetic camera windows per photograph (`motion.py`), and stores them as a uint8 array
+(N, T, H, W, 3). `sample_windows` then draws training windows from that array with random
+sub-crops, flips and time reversal.
+
+Only HR is cached. Degradations are drawn per step, so the LR (and the DIS flow the model computes
+from it, inside the model, a few milliseconds per batch) always matches what the model sees.
 
 The held-out evaluation data (`HELD_OUT`) is refused here so it can never leak into training.
 """
@@ -20,13 +27,15 @@ from PIL import Image
 from vsrup.errors import InputError, UsageError
 from vsrup.io.probe import probe
 from vsrup.io.reader import read_frames as read_video
+from vsrup.train.motion import still_windows
 
 VIDEO_SUFFIXES = {".mp4", ".mkv", ".mov", ".webm", ".avi", ".m4v"}
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp"}
 # Never trained on: the quality benchmark's held-out clips and frame folders.
 HELD_OUT = {"05_default_juggle.mp4", "bedroom.mp4", "reds_demo_lr", "vimeo_septuplet"}
-# The shared data lives beside the project checkout (../shared/data from the repository root).
-DEFAULT_DATA = Path(__file__).resolve().parents[4] / "shared" / "data"
+# The shared data sits beside the project: <project root>/../shared/data (override with --data-root).
+PROJECT_ROOT = Path(__file__).resolve().parents[3]
+DEFAULT_DATA = PROJECT_ROOT.parent / "shared" / "data"
 
 
 def default_sources(root: Path = DEFAULT_DATA) -> list[Path]:
@@ -58,6 +67,11 @@ def read_frames(source: Path, max_frames: int | None = None) -> list[np.ndarray]
     return frames
 
 
+def still_images(folder: Path) -> list[Path]:
+    """Every photograph under `folder` (recursively), sorted: the stills for camera windows."""
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+
+
 def _crops_from_source(
     frames: list[np.ndarray], rng: np.random.Generator, length: int, crop: int, windows: int, per_window: int
 ) -> list[np.ndarray]:
@@ -74,6 +88,23 @@ def _crops_from_source(
     return out
 
 
+def _check_not_held_out(sources: list[Path]) -> None:
+    for s in sources:
+        if s.name in HELD_OUT or any(part in HELD_OUT for part in s.parts):
+            raise UsageError(f"{s.name} is held out for evaluation and must not be trained on")
+
+
+def _still_crops(
+    stills: list[Path], rng: np.random.Generator, length: int, crop: int, count: int
+) -> list[np.ndarray]:
+    Image.MAX_IMAGE_PIXELS = None  # wallpapers reach 5000×3000; they are trusted package files
+    out = []
+    for path in stills:
+        photo = np.asarray(Image.open(path).convert("RGB"))
+        out += still_windows(photo, rng, count, length, crop)
+    return out
+
+
 def build_cache(
     sources: list[Path],
     cache_dir: Path,
@@ -82,13 +113,16 @@ def build_cache(
     crop: int = 160,
     windows: int = 40,
     per_window: int = 3,
+    stills: list[Path] = (),
+    per_still: int = 8,
 ) -> np.ndarray:
-    """Decode `sources` once into HR crop windows (N, length, crop, crop, 3) uint8, cached on disk."""
-    for s in sources:
-        if s.name in HELD_OUT:
-            raise UsageError(f"{s.name} is held out for evaluation and must not be trained on")
+    """Decode `sources` once into HR crop windows (N, length, crop, crop, 3) uint8, plus
+    `per_still` camera windows per still photograph, cached on disk (keyed by all the inputs)."""
+    _check_not_held_out([*sources, *stills])
     spec = {"sources": [str(s) for s in sources], "seed": seed, "length": length, "crop": crop}
     spec |= {"windows": windows, "per_window": per_window}
+    if stills:  # (keeps the key of caches built before stills existed)
+        spec |= {"stills": [str(s) for s in stills], "per_still": per_still}
     key = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
     path = cache_dir / f"hr_crops_{key}.npy"
     if path.is_file():
@@ -97,6 +131,7 @@ def build_cache(
     crops: list[np.ndarray] = []
     for source in sources:
         crops += _crops_from_source(read_frames(source), rng, length, crop, windows, per_window)
+    crops += _still_crops(list(stills), rng, length, crop, per_still)
     if not crops:
         raise InputError(f"no training windows of {length} frames ≥ {crop}px in {len(sources)} sources")
     data = np.stack(crops)

@@ -26,7 +26,7 @@ import torch
 from vsrup.errors import UsageError
 from vsrup.models.tiny import TinyConfig, TinyVSR, load_tiny, save_tiny
 from vsrup.train import losses
-from vsrup.train.data import DEFAULT_DATA, build_cache, default_sources, sample_windows
+from vsrup.train.data import DEFAULT_DATA, build_cache, default_sources, sample_windows, still_images
 from vsrup.train.degrade import degrade, downscale, sample_params
 
 
@@ -35,12 +35,15 @@ class TrainSettings:
     out: str  # where the final weights go (.safetensors; the .json config is written beside it)
     scale: int = 4
     steps: int = 3000
-    batch: int = 8
-    frames: int = 3  # frames per training window
-    crop: int = 128  # HR crop size (LR is crop / scale)
+    batch: int = 4
+    frames: int = 5  # frames per training window: the recurrence needs a few to learn to carry state
+    crop: int = 160  # HR crop size (LR is crop / scale); ≥ 40 LR px so DIS has room to match
     lr: float = 2e-3
     seed: int = 0
-    data: list[str] = field(default_factory=list)  # videos / frame folders; empty = shared data
+    data: list[str] = field(default_factory=list)  # videos / frame folders; empty = all of data_root
+    data_root: str = ""  # default: ../shared/data beside the project root
+    stills: str = ""  # folder of photographs for moving-camera windows (scripts/prep_wallpapers.py)
+    per_still: int = 8  # camera windows per photograph
     run_dir: str = "runs/tiny"
     cache_dir: str = ""  # default: <run_dir>/cache
     clean_fraction: float = 0.6  # plain bicubic pairs: the benchmark's LR
@@ -48,15 +51,19 @@ class TrainSettings:
     vary_max: float = 0.5  # share of degraded windows that are frame-varying at the end
     width: int = 32
     refiner_blocks: int = 4
+    align: str = "flow"  # temporal module: flow | offset | none (see TinyConfig)
+    prop_blocks: int = 1
     latent_stride: int = 1  # 2 for the ×2 model: the same cost per output pixel as ×4
     ckpt_every: int = 200
     log_every: int = 10
     eval_every: int = 100
     threads: int = 1
-    cache_frames: int = 5  # frames per cached HR window (training windows are cut from these)
-    cache_crop: int = 160  # cached HR crop size
+    cache_frames: int = 7  # frames per cached HR window (training windows are cut from these)
+    cache_crop: int = 192  # cached HR crop size
     cache_windows: int = 40  # windows spread over each source, 3 crops each
-    init: str = ""  # start from these weights (.safetensors): every tensor whose shape matches
+    # Start from these weights (.safetensors; several comma-separated, later ones win): every
+    # tensor whose name and shape match.
+    init: str = ""
 
 
 def lr_at(step: int, s: TrainSettings) -> float:
@@ -115,6 +122,25 @@ def _load_matching(model: TinyVSR, path: Path) -> list[str]:
     return sorted(set(own) - set(matched))
 
 
+def _check_resumable(state: dict, s: TrainSettings, reschedule: bool) -> list[dict]:
+    """Refuse a resume with other settings, except a new step count when `reschedule` is set.
+    Returns the run's reschedule history, with this change appended."""
+    history = list(state.get("reschedules", []))
+    saved, now = state["settings"], asdict(s)
+    if saved == now:
+        return history
+    changed = {k for k in set(saved) | set(now) if saved.get(k) != now.get(k)}
+    if not reschedule or changed != {"steps"}:
+        raise UsageError(f"{s.run_dir} was started with other settings; use a new --run-dir")
+    if s.steps <= state["step"]:
+        raise UsageError(f"--steps {s.steps} is not past the run's step {state['step']}")
+    return history + [{"at_step": state["step"], "steps_from": saved["steps"], "steps_to": s.steps}]
+
+
+def _init_paths(s: TrainSettings) -> list[Path]:
+    return [Path(p.strip()) for p in s.init.split(",") if p.strip()]
+
+
 def _save_checkpoint(run: Path, model: TinyVSR, opt: torch.optim.Optimizer, state: dict) -> None:
     save_tiny(model, run / "checkpoint.safetensors", {"state": state})
     torch.save(opt.state_dict(), run / "optimizer.tmp.pt")
@@ -142,20 +168,34 @@ def train(
     progress: bool = True,
     command: str = "",
     stop_after: int | None = None,
+    reschedule: bool = False,
 ) -> dict:
     """Train (or resume) a tiny model and write its weights to `settings.out`. Returns a summary.
 
     `stop_after` ends the run early at that step with a checkpoint (as an interruption would),
-    without writing `out`; `resume=True` then continues it exactly."""
+    without writing `out`; `resume=True` then continues it exactly. `reschedule=True` lets a
+    resumed run change `steps` (nothing else), e.g. to end sooner on a loaded machine; the change
+    is recorded (step, old and new count) in the state and in the final weights' JSON, so the
+    recipe stays reproducible."""
     s = settings
     if s.scale not in (2, 4) or s.crop % (s.scale * s.latent_stride) or s.frames < 1 or s.steps < 1:
         raise UsageError("need scale 2 or 4, crop divisible by scale × stride, frames ≥ 1, steps ≥ 1")
     torch.set_num_threads(s.threads)
     run = Path(s.run_dir)
     run.mkdir(parents=True, exist_ok=True)
-    sources = [Path(d) for d in s.data] or default_sources(DEFAULT_DATA)
+    sources = [Path(d) for d in s.data] or default_sources(Path(s.data_root) if s.data_root else DEFAULT_DATA)
+    stills = still_images(Path(s.stills)) if s.stills else []
     cache_dir = Path(s.cache_dir) if s.cache_dir else run / "cache"
-    cache = build_cache(sources, cache_dir, s.seed, s.cache_frames, s.cache_crop, s.cache_windows)
+    cache = build_cache(
+        sources,
+        cache_dir,
+        s.seed,
+        s.cache_frames,
+        s.cache_crop,
+        s.cache_windows,
+        stills=stills,
+        per_still=s.per_still,
+    )
     # Cache crops are 160 px by default; smaller caches (tests) give smaller monitor windows.
     val_crop = min(160, cache.shape[2], cache.shape[3]) // s.scale * s.scale
     val_rng = np.random.default_rng([s.seed, 2**32 - 1])
@@ -163,16 +203,22 @@ def train(
     val_hr = val_hr.permute(0, 1, 4, 2, 3).float() / 255
 
     torch.manual_seed(s.seed)
-    config = TinyConfig(s.scale, s.width, refiner_blocks=s.refiner_blocks, latent_stride=s.latent_stride)
+    config = TinyConfig(
+        s.scale,
+        s.width,
+        refiner_blocks=s.refiner_blocks,
+        align=s.align,
+        prop_blocks=s.prop_blocks,
+        latent_stride=s.latent_stride,
+    )
     model = TinyVSR(config)
-    if s.init:
-        _load_matching(model, Path(s.init))
+    for path in _init_paths(s):
+        _load_matching(model, path)
     opt = torch.optim.Adam(model.parameters(), lr=s.lr, betas=(0.9, 0.99))
-    step, elapsed = 0, 0.0
+    step, elapsed, reschedules = 0, 0.0, []
     if resume and (run / "state.json").is_file():
         state = json.loads((run / "state.json").read_text())
-        if state["settings"] != asdict(s):
-            raise UsageError(f"{run} was started with other settings; use a new --run-dir")
+        reschedules = _check_resumable(state, s, reschedule)
         model = load_tiny(run / "checkpoint.safetensors")
         opt = torch.optim.Adam(model.parameters(), lr=s.lr, betas=(0.9, 0.99))
         opt.load_state_dict(torch.load(run / "optimizer.pt", weights_only=True))
@@ -208,10 +254,10 @@ def train(
             bar.update(task, completed=step, info=f"loss {loss.item():.4f}  val +{gain:.2f} dB")
             if step % s.ckpt_every == 0 or step == s.steps:
                 state = {"step": step, "elapsed_s": time.perf_counter() - start, "settings": asdict(s)}
-                _save_checkpoint(run, model, opt, state)
+                _save_checkpoint(run, model, opt, state | {"reschedules": reschedules})
             if stop_after is not None and step >= stop_after:
                 state = {"step": step, "elapsed_s": time.perf_counter() - start, "settings": asdict(s)}
-                _save_checkpoint(run, model, opt, state)
+                _save_checkpoint(run, model, opt, state | {"reschedules": reschedules})
                 return {"steps": step, "stopped": True}
     elapsed = time.perf_counter() - start
     training = {
@@ -223,11 +269,14 @@ def train(
         "cpu": platform.processor() or platform.machine(),
         "torch": torch.__version__,
         "data": [str(p) for p in sources],
+        "stills": {"folder": s.stills, "images": len(stills), "per_still": s.per_still},
+        "cache_windows_total": int(cache.shape[0]),
         "settings": asdict(s),
+        "reschedules": reschedules,
         "val_gain_db_train_clips": round(gain, 3),
     }
     if s.init:  # the warm start is part of the recipe: pin exactly which weights it was
-        training["init_sha256"] = hashlib.sha256(Path(s.init).read_bytes()).hexdigest()
+        training["init_sha256"] = [hashlib.sha256(p.read_bytes()).hexdigest() for p in _init_paths(s)]
     model.eval()
     save_tiny(model, Path(s.out), {"training": training})
     return training
