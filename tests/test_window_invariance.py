@@ -14,6 +14,7 @@ from conftest import decode_all, interrupt_after_two_segments
 from test_shots import shot_a, write_rgb
 from tiny_sd import write_dloral_pkl, write_osediff_pkl, write_sd21_base
 
+from vsrup.errors import UsageError
 from vsrup.io.writer import EncodeSettings
 from vsrup.pipeline.span import FrameRange
 from vsrup.progress import Reporter
@@ -94,3 +95,14 @@ def test_a_devices_split_gives_the_same_frames(bundles, clip, tmp_path):
     upscale_paths([clip, tmp_path / "split.mkv"], settings, Reporter(), devices=["cpu", "cpu"])
     split = frames_of(tmp_path / "split.mkv")
     assert all(np.array_equal(a, b) for a, b in zip(split, whole, strict=True))
+
+
+def test_reference_postprocess_truncates_as_the_official_code(bundles, clip, tmp_path):
+    rounded = run(bundles["osediff"], clip, tmp_path / "rounded.mkv", window=2)
+    truncated = run(
+        bundles["osediff"], clip, tmp_path / "truncated.mkv", window=2, reference_postprocess=True
+    )
+    diff = np.stack(rounded).astype(float) - np.stack(truncated)
+    assert 0.2 < diff.mean() < 0.8 and np.abs(diff).max() <= 3  # half a level lower, on average
+    with pytest.raises(UsageError, match="--reference-postprocess applies to dloral and osediff"):
+        Upscaler(UpscaleSettings(model="bicubic", device="cpu", reference_postprocess=True))

@@ -63,6 +63,7 @@ class UpscaleSettings:
     scene_cuts: bool = True  # temporal windows restart at shot changes
     prompt: str = ""  # --prompt: what the diffusion models condition on (empty: the converted default)
     audio: str = "auto"  # --audio auto|copy|none: copy, else re-encode; copy only; drop (io.passthrough)
+    reference_postprocess: bool = False  # DLoRAL/OSEDiff: the official 8-bit truncating post-processing
 
     @property
     def max_memory_bytes(self) -> int | None:
@@ -111,6 +112,12 @@ class Upscaler:
         self.model = models.load_model(
             settings.model, settings.scale, self.device, self.dtype, settings.prompt
         )
+        if settings.reference_postprocess:
+            if not hasattr(self.model, "reference_postprocess"):
+                raise UsageError(
+                    f"--reference-postprocess applies to dloral and osediff, not to {settings.model}"
+                )
+            self.model.reference_postprocess = True
         if settings.compare:
             from vsrup.compare import CompareModel
 

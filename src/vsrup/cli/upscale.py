@@ -144,6 +144,13 @@ def upscale(
         'cluster) or ray://HEAD:10001. Needs pip install "vsrup\\[ray]".',
         show_default=False,
     ),
+    reference_postprocess: bool = typer.Option(
+        False,
+        "--reference-postprocess",
+        help="dloral/osediff: finish frames as the official code does (truncated to 8 bit before and "
+        "after the colour fix, resized back with PIL) instead of vsrup's rounding, which keeps "
+        "half a level on average and the extra bits of a 10-bit output.",
+    ),
     prompt: str = typer.Option(
         "",
         "--prompt",
@@ -178,6 +185,7 @@ def upscale(
         max_memory_gib=max_memory,
         scene_cuts=scene_cuts,
         prompt=prompt,
+        reference_postprocess=reference_postprocess,
         audio=audio.value,
     )
     if dry_run:
