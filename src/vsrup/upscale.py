@@ -241,6 +241,8 @@ class Upscaler:
             "device": self.device.type,
             "dtype": str(self.dtype),
             "scene_cuts": self.settings.scene_cuts,
+            "prompt": self.settings.prompt,
+            "reference_postprocess": self.settings.reference_postprocess,
             "encode": dataclasses.asdict(segment_codec(target, self.settings.encode, info)),
         }
         planned = {"window": plan.window, "tile": plan.tile}
