@@ -101,6 +101,21 @@ def sample_clip() -> Path:
     return SAMPLE_CLIP
 
 
+def write_rgb(path: Path, images: list[np.ndarray]) -> Path:
+    """A lossless RGB video (FFV1 bgr0): decoding gives back the very same pixels."""
+    height, width = images[0].shape[:2]
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("ffv1", rate=25)
+        stream.width, stream.height, stream.pix_fmt = width, height, "bgr0"
+        stream.time_base = Fraction(1, 25)
+        for i, image in enumerate(images):
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24").reformat(format="bgr0")
+            frame.pts = i
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+    return path
+
+
 def decode_all(path: Path) -> tuple[list[int], list[np.ndarray]]:
     """All video frames of a file with their pts (for comparisons)."""
     with av.open(str(path)) as c:

@@ -5,6 +5,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from conftest import write_rgb
 from PIL import Image
 
 from vsrup.evaluate import PSNR_CAP, evaluate, flicker, lanczos, make_lr, psnr_y, ssim_y, upscale_clip
@@ -72,15 +73,9 @@ def test_eval_upscale_is_exactly_what_vsrup_upscale_writes(tmp_path):
     torch.nn.init.normal_(model.to_pixels.weight, std=0.05)
     models.register("eval-test")(lambda scale, device, dtype: model)
     lr = (torch.rand(11, 3, 10, 12) * 255).round() / 255
-    clip = tmp_path / "lr.mkv"
-    with av.open(str(clip), "w") as out:
-        stream = out.add_stream("ffv1", rate=25)
-        stream.width, stream.height, stream.pix_fmt = 12, 10, "bgr0"
-        for i, image in enumerate((lr * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()):
-            frame = av.VideoFrame.from_ndarray(image, format="rgb24").reformat(format="bgr0")
-            frame.pts = i
-            out.mux(stream.encode(frame))
-        out.mux(stream.encode(None))
+    clip = write_rgb(
+        tmp_path / "lr.mkv", list((lr * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy())
+    )
     settings = UpscaleSettings(scale=2, model="eval-test", device="cpu", window=4, overlap=2)
     settings.encode.codec, settings.encode.pix_fmt = "ffv1", "bgr0"
     Upscaler(settings).upscale_file(clip, tmp_path / "up.mkv")

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from vsrup.cli import app
 from vsrup.errors import OutputError, UsageError
-from vsrup.io.probe import probe
+from vsrup.io.probe import probe, video_pts
 from vsrup.io.reader import read_frames
 from vsrup.labels import label_height, stamp_label
 from vsrup.preview import GAP, detail_box, make_preview, upscale_frame
@@ -74,10 +74,10 @@ def test_detail_box_finds_the_textured_patch():
 
 
 def test_the_frame_shown_at_the_start_middle_and_end(clip):
-    info = probe(clip)
-    assert frame_index_at(info, 0.0) == 0
-    assert frame_index_at(info, 0.21) == 5  # between frames 5 and 6: frame 5 is shown
-    assert frame_index_at(info, 10.0) == 11  # past the end: the last frame
+    info, pts = probe(clip), video_pts(clip)
+    assert frame_index_at(pts, info.time_base, 0.0) == 0
+    assert frame_index_at(pts, info.time_base, 0.21) == 5  # between frames 5 and 6: frame 5 is shown
+    assert frame_index_at(pts, info.time_base, 10.0) == 11  # past the end: the last frame
 
 
 def test_cli_prints_the_path_and_refuses_to_overwrite(clip, tmp_path):

@@ -4,15 +4,13 @@ the same output whatever the windowing (exact join)."""
 from __future__ import annotations
 
 import itertools
-from fractions import Fraction
 from pathlib import Path
 
-import av
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import SHARED_DATA, pattern
+from conftest import SHARED_DATA, pattern, write_rgb
 
 from vsrup import models
 from vsrup.io.probe import probe
@@ -59,21 +57,6 @@ class PairModel(VSRModel):
 
 models.register("window-mean")(lambda scale, device, dtype: WindowMean(scale).to(device, dtype))
 models.register("pair")(lambda scale, device, dtype: PairModel(scale).to(device, dtype))
-
-
-def write_rgb(path: Path, images: list[np.ndarray]) -> Path:
-    """A lossless RGB video (FFV1 bgr0): decoding gives back the very same pixels."""
-    height, width = images[0].shape[:2]
-    with av.open(str(path), "w") as out:
-        stream = out.add_stream("ffv1", rate=25)
-        stream.width, stream.height, stream.pix_fmt = width, height, "bgr0"
-        stream.time_base = Fraction(1, 25)
-        for i, image in enumerate(images):
-            frame = av.VideoFrame.from_ndarray(image, format="rgb24").reformat(format="bgr0")
-            frame.pts = i
-            out.mux(stream.encode(frame))
-        out.mux(stream.encode(None))
-    return path
 
 
 def shot_a(i: int) -> np.ndarray:

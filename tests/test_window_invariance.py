@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import decode_all, interrupt_after_two_segments
-from test_shots import shot_a, write_rgb
+from conftest import decode_all, interrupt_after_two_segments, write_rgb
+from test_shots import shot_a
 from tiny_sd import write_dloral_pkl, write_osediff_pkl, write_sd21_base
 
 from vsrup.errors import UsageError

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -22,9 +23,9 @@ import torch
 from vsrup.compare import bicubic
 from vsrup.errors import InputError, OutputError, UsageError
 from vsrup.io.probe import VideoInfo, probe, video_pts
-from vsrup.io.reader import Frame
+from vsrup.io.reader import Frame, to_8bit
 from vsrup.labels import draw_text, label_height
-from vsrup.pipeline.runner import to_tensor
+from vsrup.pipeline.runner import to_image, to_tensor
 from vsrup.pipeline.span import FrameRange
 
 GAP = 4  # px of background between panels
@@ -67,18 +68,18 @@ def make_preview(
     output = Path(output) if output else Path(f"{source.stem}-preview-{at:.2f}s.png")
     _check_png_output(output, overwrite)
     upscaler = Upscaler(UpscaleSettings(scale=scale, model=model, device=device, dtype=dtype, tile=tile))
-    decoded, upscaled = upscale_frame(upscaler, info, frame_at(info, at))
-    time_s = (
-        float((decoded.pts - video_pts(info.path)[0]) * info.time_base) if decoded.pts is not None else at
-    )
+    pts = video_pts(info.path)  # the packets are read once: for the frame's index and its time
+    index = frame_at(pts, info.time_base, at)
+    decoded, upscaled = upscale_frame(upscaler, info, index)
+    time_s = float((pts[index] - pts[0]) * info.time_base)
     with torch.inference_mode():
         batch = to_tensor([decoded.image], upscaler.device, torch.float32)
         base = bicubic(batch, scale)[0]
-    frame = to_uint8(decoded.image)
+    frame = to_8bit(decoded.image)
     panels = {
         "input": np.repeat(np.repeat(frame, scale, axis=0), scale, axis=1),
-        "bicubic": tensor_to_uint8(base),
-        "model": tensor_to_uint8(upscaled),
+        "bicubic": to_image(base, np.uint8),
+        "model": to_image(upscaled, np.uint8),
     }
     titles = {"input": f"input {info.width}×{info.height}, nearest ×{scale}", "bicubic": f"bicubic ×{scale}"}
     titles["model"] = f"{upscaler.model.name} ×{scale}"
@@ -108,14 +109,13 @@ def _check_png_output(output: Path, overwrite: bool) -> None:
         raise OutputError(f"cannot create output folder {output.parent}: {exc.strerror}") from None
 
 
-def frame_at(info: VideoInfo, at: float) -> int:
+def frame_at(pts: list[int], time_base: Fraction, at: float) -> int:
     """Index of the frame shown at `at` seconds from the first frame (the last one at or before it),
-    from the packet timestamps alone."""
-    pts = video_pts(info.path)
+    from the sorted packet timestamps `pts`."""
     if not pts:
-        raise InputError(f"no video frames in {info.path}")
+        raise InputError("the video has no frames")
     limit = at + 1e-6
-    shown = [i for i, value in enumerate(pts) if float((value - pts[0]) * info.time_base) <= limit]
+    shown = [i for i, value in enumerate(pts) if float((value - pts[0]) * time_base) <= limit]
     return shown[-1] if shown else 0
 
 
@@ -128,17 +128,6 @@ def upscale_frame(upscaler, info: VideoInfo, index: int) -> tuple[Frame, torch.T
         for frame, image in items:
             return frame, image
     raise InputError(f"frame {index} of {info.path} could not be decoded")
-
-
-def to_uint8(image: np.ndarray) -> np.ndarray:
-    if image.dtype == np.uint16:
-        return (image.astype(np.float32) / 257.0).round().astype(np.uint8)
-    return image
-
-
-def tensor_to_uint8(frame: torch.Tensor) -> np.ndarray:
-    """(3, H, W) floats in [0, 1] → (H, W, 3) uint8."""
-    return (frame.float().clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
 
 
 def detail_box(frame: np.ndarray, scale: int, zoom: int) -> tuple[int, int, int, int]:

@@ -57,6 +57,11 @@ class Damage:
         )
 
 
+def to_8bit(image: np.ndarray) -> np.ndarray:
+    """A frame's image as 8-bit RGB (16-bit samples rounded: 65535 → 255), for pictures and training."""
+    return image if image.dtype == np.uint8 else (image.astype(np.float32) / 257.0).round().astype(np.uint8)
+
+
 def read_frames(info: VideoInfo, first: int = 0, damage: Damage | None = None) -> Iterator[Frame]:
     """Decode the video from frame `first` on (by decode index), one frame at a time.
 

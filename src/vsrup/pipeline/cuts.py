@@ -8,7 +8,7 @@ consecutive frames of one shot. A few thousand operations per frame, whatever it
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 import numpy as np
 
@@ -39,22 +39,20 @@ def is_cut(before: np.ndarray, after: np.ndarray) -> bool:
     )
 
 
-def last_cut(thumbs: Iterable[np.ndarray]) -> int:
-    """Index of the first frame of the last shot among consecutive thumbnails (0 if one shot)."""
-    start, previous = 0, None
+def shot_changes(thumbs: Iterable[np.ndarray]) -> Iterator[int]:
+    """Indices of the frames that start a new shot among consecutive thumbnails (not frame 0)."""
+    previous = None
     for index, thumb in enumerate(thumbs):
         if previous is not None and is_cut(previous, thumb):
-            start = index
+            yield index
         previous = thumb
-    return start
+
+
+def last_cut(thumbs: Iterable[np.ndarray]) -> int:
+    """Index of the first frame of the last shot among consecutive thumbnails (0 if one shot)."""
+    return max(shot_changes(thumbs), default=0)
 
 
 def cuts(images: Iterable[np.ndarray]) -> list[int]:
     """Indices of the frames that start a new shot (frame 0 not included)."""
-    found, previous = [], None
-    for index, image in enumerate(images):
-        thumb = thumbnail(image)
-        if previous is not None and is_cut(previous, thumb):
-            found.append(index)
-        previous = thumb
-    return found
+    return list(shot_changes(thumbnail(image) for image in images))

@@ -27,6 +27,7 @@ from PIL import Image
 from vsrup.errors import InputError, UsageError
 from vsrup.io.probe import probe
 from vsrup.io.reader import read_frames as read_video
+from vsrup.io.reader import to_8bit
 from vsrup.train.motion import still_windows
 
 VIDEO_SUFFIXES = {".mp4", ".mkv", ".mov", ".webm", ".avi", ".m4v"}
@@ -43,10 +44,6 @@ def default_sources(root: Path = DEFAULT_DATA) -> list[Path]:
     found = [p for p in sorted((root / "clips").glob("*")) if p.suffix.lower() in VIDEO_SUFFIXES]
     found += [p for p in sorted((root / "frames").glob("*")) if p.is_dir()]
     return [p for p in found if p.name not in HELD_OUT]
-
-
-def to_8bit(image: np.ndarray) -> np.ndarray:
-    return image if image.dtype == np.uint8 else (image.astype(np.float32) / 257.0).round().astype(np.uint8)
 
 
 def read_frames(source: Path, max_frames: int | None = None) -> list[np.ndarray]:
