@@ -10,11 +10,19 @@ from vsrup.models.tiny import TinyConfig, TinyVSR, load_tiny, save_tiny
 from vsrup.train.data import DEFAULT_DATA as DATA
 
 
-def small_model(scale: int = 4, seed: int = 0, stride: int = 1, align: str = "flow") -> TinyVSR:
+def small_model(
+    scale: int = 4, seed: int = 0, stride: int = 1, align: str = "flow", aligned: bool = False
+) -> TinyVSR:
     """A small random model whose learned residuals are switched on (the real init starts at zero)."""
     torch.manual_seed(seed)
     config = TinyConfig(
-        scale=scale, width=8, refiner_blocks=1, offset_width=4, latent_stride=stride, align=align
+        scale=scale,
+        width=8,
+        refiner_blocks=1,
+        offset_width=4,
+        latent_stride=stride,
+        align=align,
+        aligned_inputs=aligned,
     )
     model = TinyVSR(config).eval()
     torch.nn.init.normal_(model.to_pixels.weight, std=0.05)
@@ -35,11 +43,11 @@ def smooth_texture(size: tuple[int, int], seed: int = 0) -> torch.Tensor:
 
 @pytest.mark.parametrize(("scale", "stride"), [(2, 1), (2, 2), (4, 1)])
 @pytest.mark.parametrize("size", [(7, 5), (16, 16), (1, 3), (23, 41)])
-@pytest.mark.parametrize("align", ["flow", "offset"])
-def test_output_shape_and_range_for_odd_sizes(scale, stride, size, align):
+@pytest.mark.parametrize(("align", "aligned"), [("flow", False), ("flow", True), ("offset", False)])
+def test_output_shape_and_range_for_odd_sizes(scale, stride, size, align, aligned):
     frames = torch.rand(3, 3, *size)
     with torch.no_grad():
-        out = small_model(scale, stride=stride, align=align).upscale(frames)
+        out = small_model(scale, stride=stride, align=align, aligned=aligned).upscale(frames)
     assert out.shape == (3, 3, size[0] * scale, size[1] * scale)
     assert out.min() >= 0 and out.max() <= 1
 
@@ -67,8 +75,9 @@ def test_fresh_model_is_bicubic(scale, stride):
 
 
 @pytest.mark.parametrize("stride", [1, 2])
-def test_per_frame_switch_equals_single_frame_calls(stride):
-    model, frames = small_model(stride=stride), torch.rand(4, 3, 20, 22)
+@pytest.mark.parametrize("aligned", [False, True])
+def test_per_frame_switch_equals_single_frame_calls(stride, aligned):
+    model, frames = small_model(stride=stride, aligned=aligned), torch.rand(4, 3, 20, 22)
     with torch.no_grad():
         alone = torch.cat([model.upscale(f[None]) for f in frames])
         model.temporal = False
@@ -94,6 +103,27 @@ def test_flow_propagation_reaches_the_whole_window_and_only_it():
     assert diff[4] > 1e-5  # the recurrence carries frame 0 to the window's far end
     assert ((c - d).abs().flatten(1).amax(1)[1:] == 0).all()  # per-frame: no frame sees another
     torch.testing.assert_close(windows[0], a, rtol=0, atol=1e-5)  # batched windows stay apart
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_aligned_neighbours_are_warped_onto_the_frame(stride):
+    """The encoder's extra inputs: the previous and next frame, warped by the flow so that they
+    line up with the frame (padding and all); a window's end frames get themselves."""
+    model = small_model(stride=stride, aligned=True)
+    big = smooth_texture((80, 96), seed=5)[None]
+    shifts = [(0.0, 0.0), (2.5, -1.0), (4.0, -1.5)]
+    frames = torch.cat(
+        [warp(big, torch.tensor([-dx, -dy]).view(1, 2, 1, 1).expand(1, 2, 80, 96)) for dx, dy in shifts]
+    )
+    frames = frames[..., 8:-8, 8:-8]
+    cond = model.prepare(frames)
+    model._flows = window_flows(frames, 3)
+    prev, nxt = model._aligned_neighbours(cond)
+    inner = (slice(None), slice(None), slice(10, -10), slice(10, -10))
+    err_prev, err_next = (prev - cond)[inner].abs().mean((1, 2, 3)), (nxt - cond)[inner].abs().mean((1, 2, 3))
+    unaligned = (cond[1] - cond[0])[inner[1:]].abs().mean()
+    assert max(err_prev[0], err_next[2]) < 1e-5  # window ends: the frame itself (zero flow)
+    assert err_prev[1:].max() < 0.15 * unaligned and err_next[:2].max() < 0.15 * unaligned
 
 
 def test_offset_module_uses_only_adjacent_frames():

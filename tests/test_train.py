@@ -191,6 +191,32 @@ def test_warm_start_copies_every_matching_tensor(tmp_path):
     assert torch.equal(x2.refiner[0].conv1.weight, x4.refiner[0].conv1.weight)
 
 
+@pytest.mark.parametrize("stride", [1, 2])
+def test_warm_start_into_aligned_inputs_and_more_blocks_keeps_the_output(tmp_path, stride):
+    """v2 → v3: the encoder gains the aligned neighbours' channels and the refiner two blocks;
+    the grown model must start exactly where the source was, and train the new parts."""
+    from vsrup.models.tiny import TinyConfig, TinyVSR, save_tiny
+    from vsrup.train.loop import _load_matching
+
+    torch.manual_seed(0)
+    scale = 4 // stride if stride == 2 else 4
+    old = TinyVSR(TinyConfig(scale=scale, width=8, refiner_blocks=1, latent_stride=stride)).eval()
+    torch.nn.init.normal_(old.to_pixels.weight, std=0.05)
+    save_tiny(old, tmp_path / "old.safetensors")
+    config = TinyConfig(scale=scale, width=8, refiner_blocks=3, latent_stride=stride, aligned_inputs=True)
+    grown = TinyVSR(config).eval()
+    fresh = _load_matching(grown, tmp_path / "old.safetensors")
+    assert fresh == [f"refiner.{i}.conv1.{p}" for i in (1, 2) for p in ("bias", "weight")]
+    frames = torch.rand(4, 3, 16, 20)
+    with torch.no_grad():
+        torch.testing.assert_close(grown.upscale(frames), old.upscale(frames), rtol=0, atol=1e-6)
+    neighbours = grown.encoder[0].weight[:, old.encoder[0].weight.shape[1] :]
+    assert neighbours.abs().max() == 0  # zero weights, not frozen: they get gradient
+    grown.train()
+    grown.upscale_windows(frames[None]).mean().backward()
+    assert grown.encoder[0].weight.grad[:, 3 * stride**2 :].abs().max() > 0
+
+
 def _photo(path, size=(300, 260), seed=0):
     """A synthetic 'photograph': smooth random colour fields."""
     rng = np.random.default_rng(seed)

@@ -34,7 +34,7 @@ from torch import nn
 from vsrup.errors import WeightsError
 from vsrup.models.base import OneStepLatentVSR
 from vsrup.models.flow import resize_flow, warp, window_flows
-from vsrup.models.tiny_temporal import FlowPropagation, NeighbourAlign, ResBlock, offset_fuse
+from vsrup.models.tiny_temporal import FlowPropagation, NeighbourAlign, ResBlock, neighbours, offset_fuse
 from vsrup.pipeline.tiling import tiled_apply
 
 __all__ = ["TinyConfig", "TinyVSR", "load_tiny", "save_tiny", "warp"]
@@ -61,6 +61,11 @@ class TinyConfig:
     # its cost per output pixel the same as ×4's (the latent then holds the LR image losslessly
     # as 3·stride² space-to-depth channels).
     latent_stride: int = 1
+    # Early fusion ("flow" only): the encoder also sees the previous and next LR frames, warped
+    # onto this one by the same DIS flow. Raw aligned pixels carry the sub-pixel samples a
+    # neighbour adds directly, which a few thousand CPU steps teach far faster than they teach
+    # the recurrent state to carry them. Off in weights saved before it (v2).
+    aligned_inputs: bool = False
 
     @classmethod
     def from_dict(cls, data: dict) -> TinyConfig:
@@ -85,9 +90,12 @@ class TinyVSR(OneStepLatentVSR):
         # (training); None means the whole tensor is one window (the engine's case).
         self.window_len: int | None = None
         self._flows: torch.Tensor | None = None  # the current piece's flows, set by _upscale_whole
+        if config.aligned_inputs and config.align != "flow":
+            raise ValueError("aligned_inputs needs align='flow' (it reuses the flow)")
         ch = config.width
+        inputs = self.image_channels * (3 if config.aligned_inputs else 1)
         self.encoder = nn.Sequential(
-            nn.Conv2d(self.image_channels, ch, 3, padding=1),
+            nn.Conv2d(inputs, ch, 3, padding=1),
             *[ResBlock(ch) for _ in range(config.encoder_blocks)],
         )
         if config.align == "flow":
@@ -178,17 +186,40 @@ class TinyVSR(OneStepLatentVSR):
 
     def encode(self, cond: torch.Tensor) -> torch.Tensor:
         image = F.pixel_unshuffle(cond, self.stride)
-        return torch.cat((image, self.encoder(image)), 1)
+        inputs = image
+        if self.config.aligned_inputs:
+            aligned = [F.pixel_unshuffle(x, self.stride) for x in self._aligned_neighbours(cond)]
+            inputs = torch.cat((image, *aligned), 1)
+        return torch.cat((image, self.encoder(inputs)), 1)
+
+    def _window(self, n: int) -> int:
+        """Frames per window of the (B·T, …) tensor being processed; 1 for per-frame inference."""
+        return (self.window_len or n) if self.temporal else 1
+
+    def _padded_flows(self) -> torch.Tensor | None:
+        """The current piece's flows, padded like `prepare` pads the frames (they were estimated
+        on the unpadded frames), or None when there is no neighbour to align."""
+        flows = self._flows
+        if flows is None or self._window(flows.shape[0]) < 2:
+            return None
+        return F.pad(flows, self._padding(flows), mode="replicate")
+
+    def _aligned_neighbours(self, cond: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Previous and next padded frame warped onto each frame. A window's end frames (zero
+        flow there) and per-frame inference use the frame itself, as at a missing neighbour."""
+        flows = self._padded_flows()
+        if flows is None:
+            return cond, cond
+        prev, nxt = neighbours(cond, self._window(cond.shape[0]))
+        return warp(prev, flows[:, :2]), warp(nxt, flows[:, 2:])
 
     def temporal_fuse(self, latents: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         image, feats = latents[:, : self.image_channels], latents[:, self.image_channels :]
-        t = (self.window_len or feats.shape[0]) if self.temporal else 1
+        t = self._window(feats.shape[0])
         if self.config.align == "flow":
-            flows = self._flows
-            if flows is not None and t > 1:
-                # The flow was estimated on the unpadded frames: pad it like `prepare` pads them.
-                flows = resize_flow(F.pad(flows, self._padding(flows), mode="replicate"), self.stride)
-            backward, forward = self.propagate(feats, t, flows if t > 1 else None)
+            flows = self._padded_flows()
+            flows = resize_flow(flows, self.stride) if flows is not None else None
+            backward, forward = self.propagate(feats, t, flows)
             fused = feats + self.fuse(torch.cat((feats, backward, forward), 1))
         elif self.config.align == "offset":
             fused = offset_fuse(self.align, self.fuse, feats, t)

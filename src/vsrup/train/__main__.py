@@ -29,6 +29,7 @@ HELP = {
     "per_still": ("N", "moving-camera windows per photograph"),
     "align": ("KIND", "temporal module: flow (recurrent propagation by DIS flow), offset (v1), none"),
     "prop_blocks": ("N", "residual blocks of each propagation branch"),
+    "aligned_inputs": ("", "feed the encoder the flow-aligned previous and next LR frames too"),
     "run_dir": ("DIR", "checkpoints, log.jsonl and the data cache of this run"),
     "cache_dir": ("DIR", "cached HR windows (empty: RUN_DIR/cache)"),
     "clean_fraction": ("F", "share of plain bicubic pairs (the benchmark's LR); the rest are degraded"),
@@ -55,6 +56,8 @@ def parse(argv: list[str]) -> tuple[TrainSettings, bool, bool, bool]:
         metavar, text = HELP[f.name]
         if f.name == "out":
             parser.add_argument(flag, required=True, metavar=metavar, help=text)
+        elif isinstance(f.default, bool):
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default, help=text)
         elif f.name == "data":
             parser.add_argument(flag, nargs="*", default=[], metavar=metavar, help=text)
         else:

@@ -26,7 +26,14 @@ import torch
 from vsrup.errors import UsageError
 from vsrup.models.tiny import TinyConfig, TinyVSR, load_tiny, save_tiny
 from vsrup.train import losses
-from vsrup.train.data import DEFAULT_DATA, build_cache, default_sources, sample_windows, still_images
+from vsrup.train.data import (
+    DEFAULT_DATA,
+    build_cache,
+    default_sources,
+    portable_path,
+    sample_windows,
+    still_images,
+)
 from vsrup.train.degrade import degrade, downscale, sample_params
 
 
@@ -53,6 +60,7 @@ class TrainSettings:
     refiner_blocks: int = 4
     align: str = "flow"  # temporal module: flow | offset | none (see TinyConfig)
     prop_blocks: int = 1
+    aligned_inputs: bool = False  # encoder also sees the flow-aligned previous and next LR frames
     latent_stride: int = 1  # 2 for the ×2 model: the same cost per output pixel as ×4
     ckpt_every: int = 200
     log_every: int = 10
@@ -110,16 +118,38 @@ def psnr_gain(model: TinyVSR, val_hr: torch.Tensor, scale: int) -> float:
 
 def _load_matching(model: TinyVSR, path: Path) -> list[str]:
     """Warm start: copy every tensor of `path` whose name and shape match (e.g. a ×4 model's
-    encoder, alignment and refiner into a ×2 model, whose output conv differs). Returns the names
-    left at their fresh initialisation."""
+    encoder, alignment and refiner into a ×2 model, whose output conv differs). Two growths keep
+    the source's output exactly, so training starts from its quality instead of re-learning it:
+    an encoder that gained the aligned-neighbour inputs gets the old weights on the frame's own
+    channels and zeros on the neighbours'; a residual block the source lacks starts as the
+    identity. Returns the names left at their fresh initialisation."""
     from safetensors.torch import load_file
 
     if not path.is_file():
         raise UsageError(f"--init weights not found: {path}")
     source, own = load_file(str(path)), model.state_dict()
     matched = {k: v for k, v in source.items() if k in own and own[k].shape == v.shape}
+    for k, v in source.items():
+        if k in own and k not in matched and _gained_aligned_inputs(own[k], v):
+            matched[k] = torch.zeros_like(own[k])
+            matched[k][:, : v.shape[1]] = v
+    for k in own:
+        if k not in matched and ".conv2." in k:  # a new ResBlock: zero residual = identity
+            matched[k] = torch.zeros_like(own[k])
     model.load_state_dict(matched, strict=False)
     return sorted(set(own) - set(matched))
+
+
+def _gained_aligned_inputs(own: torch.Tensor, source: torch.Tensor) -> bool:
+    """The first conv of an encoder fed (frame, aligned previous, aligned next) where the source
+    had the frame alone: three times the inputs, the frame's first. (×4 → ×2 also changes the
+    inputs, 3 → 12 space-to-depth channels, but those are not the old ones plus new ones.)"""
+    return (
+        own.dim() == 4
+        and own.shape[0] == source.shape[0]
+        and own.shape[2:] == source.shape[2:]
+        and own.shape[1] == 3 * source.shape[1]
+    )
 
 
 def _check_resumable(state: dict, s: TrainSettings, reschedule: bool) -> list[dict]:
@@ -210,6 +240,7 @@ def train(
         align=s.align,
         prop_blocks=s.prop_blocks,
         latent_stride=s.latent_stride,
+        aligned_inputs=s.aligned_inputs,
     )
     model = TinyVSR(config)
     for path in _init_paths(s):
@@ -268,7 +299,7 @@ def train(
         "train_time_s": round(elapsed, 1),
         "cpu": platform.processor() or platform.machine(),
         "torch": torch.__version__,
-        "data": [str(p) for p in sources],
+        "data": [portable_path(p) for p in sources],
         "stills": {"folder": s.stills, "images": len(stills), "per_still": s.per_still},
         "cache_windows_total": int(cache.shape[0]),
         "settings": asdict(s),
