@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +38,15 @@ HELD_OUT = {"05_default_juggle.mp4", "bedroom.mp4", "reds_demo_lr", "vimeo_septu
 # The shared data sits beside the project: <project root>/../shared/data (override with --data-root).
 PROJECT_ROOT = Path(__file__).resolve().parents[3]
 DEFAULT_DATA = PROJECT_ROOT.parent / "shared" / "data"
+
+
+def portable_path(path: Path) -> str:
+    """`path` as the weights' JSON records it: relative to the project root when it is beside it
+    (`../shared/data/...`), so no machine's absolute layout ships with the model."""
+    path = path.resolve()
+    if path.is_relative_to(PROJECT_ROOT.parent):
+        return os.path.relpath(path, PROJECT_ROOT)
+    return str(path)
 
 
 def default_sources(root: Path = DEFAULT_DATA) -> list[Path]:
