@@ -9,6 +9,7 @@ benchmarks/heldout/SOURCES.md for the commits and the `git show` lines that extr
     SRC/sam2/demo/data/gallery/05_default_juggle.mp4                    facebookresearch/sam2
     SRC/sam2/notebooks/videos/bedroom.mp4                               facebookresearch/sam2
     SRC/RAFT/demo-frames/frame_00NN.png                                 princeton-vl/RAFT
+    SRC/VideoFlow/demo_input_images/frame_00NN.png                      XiaoyuShi97/VideoFlow
 
 Each sequence is a run of consecutive frames cropped to a box whose sides are multiples of 4 (so ÷2
 and ÷4 are exact), never resized. Videos are decoded to RGB the way `vsrup.train.data.read_frames`
@@ -53,6 +54,8 @@ class Sequence:
 VSR_DUF = "yhjo09/VSR-DUF@f6b3c92b4fb746e9072953df4876168b1a83e449"
 SAM2 = "facebookresearch/sam2@2b90b9f5ceec907a1c18123530e92e794ad901a4"
 RAFT = "princeton-vl/RAFT@2888e15a51fa41140771d3f498ed8023cff098d1"
+VIDEOFLOW = "XiaoyuShi97/VideoFlow@51489304db6e75fbdd9ff64d4656c1d120b5a673"
+SINTEL_LICENSE = "CC-BY-3.0 (Sintel, Blender Foundation)"
 VID4_LICENSE = "unstated (Vid4, Liu & Sun 2011; VSR-DUF repo has no license file)"
 
 # One row per sequence reads better than one argument per line.
@@ -72,8 +75,10 @@ SEQUENCES = [
     Sequence("sam2_bedroom", "people", "sam2/notebooks/videos/bedroom.mp4", 140, 16, (0, 0, 640, 540),
              Fraction(30), "Apache-2.0 (sam2 LICENSE)", True, f"{SAM2}:notebooks/videos/bedroom.mp4"),
     Sequence("sintel_market", "varied-cg", "RAFT/demo-frames", 0, 10, (296, 0, 640, 436), Fraction(24),
-             "CC-BY-3.0 (Sintel, Blender Foundation) in a BSD-3-Clause repo", True,
-             f"{RAFT}:demo-frames"),
+             f"{SINTEL_LICENSE} in a BSD-3-Clause repo", True, f"{RAFT}:demo-frames"),
+    Sequence("sintel_bamboo", "foliage", "VideoFlow/demo_input_images", 0, 10, (128, 0, 640, 436),
+             Fraction(24), f"{SINTEL_LICENSE}; repo has no license file", True,
+             f"{VIDEOFLOW}:demo_input_images"),
 ]
 # fmt: on
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp"}
