@@ -1,10 +1,10 @@
-"""Model-only speed and FLOPs of the tiny model's temporal variants at 320×180 → 1280×720 (×4).
+"""Model-only speed and FLOPs of the tiny model's versions at 320×180 → 1280×720 (×4).
 
-    python benchmarks/tiny_speed.py [--threads 2] [--window 8] [--repeats 3]
+    python benchmarks/tiny_speed.py [--threads 2] [--window 8] [--repeats 3] [--arch v3,v2,v1,none]
 
 Runs `upscale` on windows of real frames (examples/dog_320x180.mp4, through vsrup's reader) with
 random weights of each architecture (speed does not depend on the values), best of `repeats`,
-and counts convolution FLOPs (2 × MAC) per output frame. DIS flow time is included for "flow".
+and counts convolution FLOPs (2 × MAC) per output frame. DIS flow time is included for v2 and v3.
 """
 
 from __future__ import annotations
@@ -23,6 +23,13 @@ from vsrup.io.reader import read_frames
 from vsrup.models.tiny import TinyConfig, TinyVSR
 
 CLIP = Path(__file__).resolve().parent.parent / "examples" / "dog_320x180.mp4"
+# Each version's architecture (TinyConfig fields besides scale).
+ARCHS = {
+    "v3": {"align": "flow", "aligned_inputs": True, "refiner_blocks": 6},
+    "v2": {"align": "flow"},
+    "v1": {"align": "offset"},
+    "none": {"align": "none"},  # per-frame, v2's size
+}
 
 
 def frames(n: int) -> torch.Tensor:
@@ -50,8 +57,8 @@ def conv_flops(model: TinyVSR, x: torch.Tensor) -> float:
     return total / x.shape[0]
 
 
-def measure(align: str, x: torch.Tensor, repeats: int) -> dict:
-    model = TinyVSR(TinyConfig(scale=4, align=align)).eval()
+def measure(arch: str, x: torch.Tensor, repeats: int) -> dict:
+    model = TinyVSR(TinyConfig(scale=4, **ARCHS[arch])).eval()
     best = float("inf")
     with torch.no_grad():
         model.upscale(x[:2])  # warm-up
@@ -63,7 +70,7 @@ def measure(align: str, x: torch.Tensor, repeats: int) -> dict:
     params = sum(p.numel() for p in model.parameters())
     gflop = conv_flops(model, x) / 1e9
     return {
-        "align": align,
+        "arch": arch,
         "s_per_frame": round(per_frame, 4),
         "fps": round(1 / per_frame, 2),
         "gflop": round(gflop, 2),
@@ -78,12 +85,12 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--window", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--align", default="flow,offset,none")
+    parser.add_argument("--arch", default=",".join(ARCHS), help="versions to measure")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     x = frames(args.window)
-    for align in args.align.split(","):
-        print(json.dumps(measure(align, x, args.repeats) | {"threads": args.threads, "window": args.window}))
+    for arch in args.arch.split(","):
+        print(json.dumps(measure(arch, x, args.repeats) | {"threads": args.threads, "window": args.window}))
 
 
 if __name__ == "__main__":

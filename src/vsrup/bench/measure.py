@@ -96,9 +96,13 @@ def _register_random(name: str) -> None:
     if name == "tiny":
 
         def load(scale, device, dtype):
-            from vsrup.models.tiny import TinyConfig, TinyVSR
+            import json
 
-            return TinyVSR(TinyConfig(scale=scale)).to(device=device, dtype=dtype)
+            from vsrup.models.tiny import TinyConfig, TinyVSR, asset_paths
+
+            # The shipped architecture (its JSON), so the speed is the shipped model's.
+            config = TinyConfig.from_dict(json.loads(asset_paths(scale)[1].read_text())["architecture"])
+            return TinyVSR(config).to(device=device, dtype=dtype)
 
         models.register(name + "@random")(load)
     elif name == "bicubic":
