@@ -5,7 +5,8 @@ Same pipeline shape as the big latent-diffusion models, at a size that runs on a
 - encode: a compact conv encoder maps each LR frame to a latent at LR resolution (×4) or LR/2
   (×2, `latent_stride`). The latent carries the LR image itself in its first channels (losslessly,
   as space-to-depth when strided) beside `width` learned feature channels, so the decoder can add
-  detail on top of a bicubic skip.
+  detail on top of a bicubic skip. With `aligned_inputs` (v3) the encoder also sees the previous
+  and next frames, warped onto the frame by the flow below, as differences from it.
 - temporal_fuse: BasicVSR-style bidirectional recurrent propagation over the whole window
   (`tiny_temporal.FlowPropagation`): hidden states are warped from frame to frame by OpenCV DIS
   optical flow between the LR frames (`flow.py`), computed inside the model on the CPU, so
