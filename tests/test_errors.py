@@ -209,7 +209,7 @@ def test_weights_errors_exit_5(clip, tmp_path, monkeypatch, capsys, message):
     [
         (["--scale", "3"], "--scale must be one of 2, 4 (got 3)"),
         (["--tile", "5"], "--tile must be 0 (off) or at least 8"),
-        (["--tile", "16", "-m", "tiny"], "--tile must be 0 (off) or at least 32 for the tiny model"),
+        (["--tile", "16", "-m", "tiny"], "--tile must be 0 (off) or at least 40 for the tiny model"),
         (["--window", "4", "--overlap", "4"], "--overlap must be in [0, 3] for --window 4 (got 4)"),
         (["--window", "2", "--overlap", "7"], "--overlap must be in [0, 1] for --window 2 (got 7)"),
         (["--device", "tpu"], "unknown device 'tpu'"),
