@@ -33,7 +33,16 @@ from vsrup.errors import InputError, UsageError, VsrupError
 
 __all__ = ["BenchOptions", "parse_size", "render", "run_bench", "to_markdown"]
 
-SAMPLE_CLIP = Path(__file__).resolve().parents[3] / "examples" / "dog_320x180.mp4"
+PROJECT_ROOT = Path(__file__).resolve().parents[3]
+SAMPLE_CLIP = PROJECT_ROOT / "examples" / "dog_320x180.mp4"
+
+
+def _shown(clip: Path) -> str:
+    """The clip as a report names it: relative to the project when it is in it, so a committed
+    result does not carry one machine's layout."""
+    return str(clip.relative_to(PROJECT_ROOT)) if clip.is_relative_to(PROJECT_ROOT) else str(clip)
+
+
 STEPS = ("prepare", "encode", "temporal_fuse", "denoise", "decode", "finish")
 
 
@@ -149,7 +158,7 @@ def _run(options: BenchOptions, work: Path, say) -> dict:
 
     report: dict = {
         "machine": machine(),
-        "input": {"clip": str(clip), "width": width, "height": height, "frames": frame_count},
+        "input": {"clip": _shown(clip), "width": width, "height": height, "frames": frame_count},
         "output": {"width": width * options.scale, "height": height * options.scale},
         "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(options).items()},
         "upscale": child("upscale", f"{options.model} upscale"),
