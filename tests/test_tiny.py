@@ -117,7 +117,7 @@ def test_aligned_neighbours_are_warped_onto_the_frame(stride):
     )
     frames = frames[..., 8:-8, 8:-8]
     cond = model.prepare(frames)
-    model._flows = window_flows(frames, 3)
+    model._flows = model._pad_flows(window_flows(frames, 3))
     prev, nxt = model._aligned_neighbours(cond)
     inner = (slice(None), slice(None), slice(10, -10), slice(10, -10))
     err_prev, err_next = (prev - cond)[inner].abs().mean((1, 2, 3)), (nxt - cond)[inner].abs().mean((1, 2, 3))

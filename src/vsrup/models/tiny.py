@@ -94,7 +94,8 @@ class TinyVSR(OneStepLatentVSR):
         # Frames per window when a batch of windows is flattened into one (N, 3, h, w) tensor
         # (training); None means the whole tensor is one window (the engine's case).
         self.window_len: int | None = None
-        self._flows: torch.Tensor | None = None  # the current piece's flows, set by _upscale_whole
+        # The current piece's flows, padded like its frames; set by _upscale_whole.
+        self._flows: torch.Tensor | None = None
         if config.aligned_inputs and config.align != "flow":
             raise ValueError("aligned_inputs needs align='flow' (it reuses the flow)")
         ch = config.width
@@ -157,7 +158,7 @@ class TinyVSR(OneStepLatentVSR):
 
     def _upscale_whole(self, frames: torch.Tensor, flows: torch.Tensor | None = None) -> torch.Tensor:
         h, w = frames.shape[-2:]
-        self._flows = flows
+        self._flows = self._pad_flows(flows) if flows is not None else None
         try:
             out = super().upscale(frames)
         finally:
@@ -202,13 +203,16 @@ class TinyVSR(OneStepLatentVSR):
         """Frames per window of the (B·T, …) tensor being processed; 1 for per-frame inference."""
         return (self.window_len or n) if self.temporal else 1
 
+    def _pad_flows(self, flows: torch.Tensor) -> torch.Tensor:
+        """Flows estimated on the unpadded frames, padded the way `prepare` pads the frames."""
+        return F.pad(flows, self._padding(flows), mode="replicate")
+
     def _padded_flows(self) -> torch.Tensor | None:
-        """The current piece's flows, padded like `prepare` pads the frames (they were estimated
-        on the unpadded frames), or None when there is no neighbour to align."""
+        """The current piece's padded flows, or None when there is no neighbour to align."""
         flows = self._flows
         if flows is None or self._window(flows.shape[0]) < 2:
             return None
-        return F.pad(flows, self._padding(flows), mode="replicate")
+        return flows
 
     def _aligned_neighbours(self, cond: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Previous and next padded frame warped onto each frame. A window's end frames (zero
