@@ -143,7 +143,9 @@ def build_cache(
         raise InputError(f"no training windows of {length} frames ≥ {crop}px in {len(sources)} sources")
     data = np.stack(crops)
     cache_dir.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.npy")
+    # A temporary name of this process's own: the ×4 and ×2 runs launched side by side build the
+    # same cache at once, and a shared name would let one rename the other's half-written file.
+    tmp = path.with_suffix(f".{os.getpid()}.tmp.npy")
     np.save(tmp, data)
     tmp.replace(path)
     path.with_suffix(".json").write_text(json.dumps(spec | {"shape": list(data.shape)}, indent=2))
