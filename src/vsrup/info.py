@@ -98,6 +98,7 @@ def _video_facts(
         "frames_source": "counted" if counted is not None else "header",
         "frames_header": header_frames,
         "rotation": info.rotation,
+        "timecode": info.timecode,
         "color": {
             "primaries": _name(PRIMARIES, info.color.primaries),
             "transfer": _name(TRANSFER, info.color.transfer),
@@ -230,6 +231,7 @@ def render(report: dict) -> object:
         ("pixel format", f"{v['pix_fmt']}, {v['bit_depth']}-bit"),
         ("colour", ", ".join(f"{k} {val}" for k, val in v["color"].items())),
         ("rotation", f"{v['rotation']}°"),
+        ("timecode", v["timecode"] or "none"),
     ]
     for key, value in rows:
         facts.add_row(key, str(value))

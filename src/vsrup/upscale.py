@@ -28,6 +28,7 @@ from vsrup.io.files import atomic_output, check_output
 from vsrup.io.passthrough import not_carried
 from vsrup.io.probe import VideoInfo, probe
 from vsrup.io.reader import Damage, Frame, read_frames
+from vsrup.io.timecode import advance_timecode
 from vsrup.io.writer import EncodeSettings, VideoWriter, check_audio, choose_codec, segment_codec
 from vsrup.pipeline.cuts import last_cut, thumbnail
 from vsrup.pipeline.plan import Plan, make_plan
@@ -187,7 +188,7 @@ class Upscaler:
             reporter.message(f"{info.path.name}: {plan.describe()}")
         started = time.perf_counter()
         reporter.start(str(source), span.length(info.frames_estimate))
-        if frame_range is None and (left := not_carried(info)):
+        if frame_range is None and (left := not_carried(info, target.suffix.lower())):
             reporter.message(left)  # timecode and other data streams: said once, not dropped silently
         work = None
         if self.settings.resume and frame_range is None:
@@ -201,8 +202,9 @@ class Upscaler:
             if work is not None:
                 written = self._encode_resumable(info, plan, work, partial, reporter, damage)
             else:
+                ext = target.suffix.lower()
                 writer = self._writer(
-                    partial, info, self.settings.encode, target.suffix.lower(), frame_range is None
+                    partial, info, self.settings.encode, ext, frame_range is None, span.start
                 )
                 written = self._encode(self.stream(info, plan, span, reporter, damage), writer)
                 if written == 0:
@@ -217,10 +219,13 @@ class Upscaler:
         return FileResult(source, target, written, seconds, plan)
 
     def _writer(
-        self, path: Path, info: VideoInfo, encode: EncodeSettings, ext: str, whole: bool
+        self, path: Path, info: VideoInfo, encode: EncodeSettings, ext: str, whole: bool, first_frame: int
     ) -> VideoWriter:
         size = self.model.output_size(info.width, info.height)
-        return VideoWriter(path, info, size, encode, ext, passthrough=whole, audio=self.settings.audio)
+        timecode = info.timecode and advance_timecode(info.timecode, first_frame, info.frame_rate)
+        return VideoWriter(
+            path, info, size, encode, ext, passthrough=whole, audio=self.settings.audio, timecode=timecode
+        )
 
     def _resume_folder(
         self, info: VideoInfo, target: Path, plan: Plan, reporter: Reporter

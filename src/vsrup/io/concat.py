@@ -14,6 +14,7 @@ from vsrup.errors import InputError, OutputError, UsageError
 from vsrup.io.files import atomic_output, check_output
 from vsrup.io.passthrough import Passthrough
 from vsrup.io.probe import VideoInfo, ffmpeg_reason, open_input, output_color, probe
+from vsrup.io.timecode import TIMECODE_CONTAINERS, read_timecode
 from vsrup.io.writer import HVC1_CONTAINERS, muxer_for
 
 
@@ -72,9 +73,15 @@ def concat_segments(
 
 def _add_copied_video(container, first_segment: Path, info: VideoInfo, ext: str):
     """The output's video stream, a copy of the segments' (codec, size, extradata), in the input's
-    time base and with its colour tags and rotation (a segment container may not carry them)."""
+    time base and with its colour tags, rotation and timecode (a segment container may not carry
+    them)."""
     with open_input(first_segment) as source:
         stream = container.add_stream_from_template(source.streams.video[0])
+        # The joined file starts where its first segment does; segments of one whole run start at
+        # the input's first frame and may not carry a tag of their own.
+        timecode = read_timecode(source) or info.timecode
+    if timecode and ext in TIMECODE_CONTAINERS:
+        stream.metadata["timecode"] = timecode
     stream.time_base = info.time_base
     ctx = stream.codec_context
     if info.frame_rate:  # the muxer's frame-rate tag; a copied template may carry the tick rate

@@ -17,6 +17,7 @@ from av.subtitles.subtitle import SubtitleSet
 
 from vsrup.errors import UsageError
 from vsrup.io.probe import VideoInfo, open_input
+from vsrup.io.timecode import TIMECODE_CONTAINERS
 
 log = logging.getLogger(__name__)
 
@@ -247,16 +248,20 @@ class Passthrough:
         self._input.close()
 
 
-def not_carried(info: VideoInfo) -> str | None:
-    """One line naming the input streams the output leaves out unasked, or None: data streams
-    (timecode tracks, camera metadata), attachments, video streams beyond the one upscaled (cover
-    art). Subtitles a container cannot hold are warned of as they drop."""
+def not_carried(info: VideoInfo, ext: str) -> str | None:
+    """One line naming the input streams an `ext` output leaves out unasked, or None: data streams
+    (camera metadata; a timecode track where the output cannot hold the timecode), attachments,
+    video streams beyond the one upscaled (cover art). Subtitles a container cannot hold are warned
+    of as they drop."""
+    timecode_kept = info.timecode is not None and ext in TIMECODE_CONTAINERS
     left = []
     with open_input(info.path) as container:
         upscaled = container.streams.video[0].index
         for stream in container.streams:
             if stream.index == upscaled or stream.type in ("audio", "subtitle"):
                 continue
+            if timecode_kept and stream.type == "data" and "timecode" in stream.metadata:
+                continue  # written again by the output's muxer from the video stream's tag
             left.append(f"stream {stream.index} ({_stream_words(stream)})")
     if not left:
         return None

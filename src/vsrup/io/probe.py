@@ -14,6 +14,7 @@ import av
 from av.video.reformatter import ColorRange, Colorspace
 
 from vsrup.errors import InputError
+from vsrup.io.timecode import read_timecode
 
 # AVColorSpace code → the swscale matrix that converts it to RGB.
 _MATRIX = {1: Colorspace.ITU709, 4: Colorspace.FCC, 5: Colorspace.ITU601, 6: Colorspace.SMPTE170M}
@@ -52,6 +53,7 @@ class VideoInfo:
     audio_streams: int = 0
     subtitle_streams: int = 0
     other_streams: list[str] = field(default_factory=list)
+    timecode: str | None = None  # SMPTE start timecode of the first frame (see io.timecode)
 
     @property
     def frames_estimate(self) -> int | None:
@@ -113,6 +115,7 @@ def probe(path: Path | str) -> VideoInfo:
             audio_streams=len(container.streams.audio),
             subtitle_streams=len(container.streams.subtitles),
             other_streams=[s.type for s in container.streams if s.type not in ("video", "audio", "subtitle")],
+            timecode=read_timecode(container),
         )
 
 

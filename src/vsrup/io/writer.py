@@ -22,6 +22,7 @@ import numpy as np
 from vsrup.errors import OutputError, UsageError
 from vsrup.io.passthrough import NoPassthrough, Passthrough
 from vsrup.io.probe import VideoInfo, color_range_of, ffmpeg_reason, matrix_of, output_color
+from vsrup.io.timecode import TIMECODE_CONTAINERS
 
 log = logging.getLogger(__name__)
 
@@ -152,9 +153,11 @@ class VideoWriter:
         fmt_ext: str,
         passthrough: bool = True,
         audio: str = "auto",
+        timecode: str | None = None,
     ):
         """`size` is the (width, height) of the encoded frames. `passthrough=False` writes a video-only
-        segment whose timestamps are kept exactly as given. `audio`: see `Passthrough`."""
+        segment whose timestamps are kept exactly as given. `audio`: see `Passthrough`. `timecode`: the
+        SMPTE label of the first frame written, where the container can hold one."""
         self.info = info
         self.path = path
         codec_name = choose_codec(Path("x" + fmt_ext), settings, info)
@@ -166,6 +169,8 @@ class VideoWriter:
         except (av.error.FFmpegError, OSError) as exc:
             raise OutputError(f"cannot create output {path}: {ffmpeg_reason(exc)}") from None
         self.stream = self._add_video_stream(codec_name, size, settings)
+        if timecode and fmt_ext in TIMECODE_CONTAINERS:
+            self.stream.metadata["timecode"] = timecode  # MP4/MOV: a tmcd track; Matroska: a tag
         if fmt_ext in HVC1_CONTAINERS and self.stream.codec_context.codec.canonical_name == "hevc":
             self.stream.codec_tag = "hvc1"
         self._passthrough = (

@@ -123,7 +123,7 @@ def finish_file(work: FileWork) -> Outcome:
             with atomic_output(job.target) as partial:
                 paths = [work.segment_path(i) for i in range(len(work.ranges))]
                 frames = concat_segments(paths, work.info, partial, work.audio)
-            if left := not_carried(work.info):
+            if left := not_carried(work.info, job.target.suffix.lower()):
                 log.warning("%s", left)
             seconds = time.perf_counter() - work.started
             return Outcome(job.source, job.target, "done", frames=frames, seconds=seconds)
