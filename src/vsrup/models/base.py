@@ -1,25 +1,92 @@
-"""The one interface every vsrup model implements, and the one-step latent template.
+"""The one contract every vsrup model implements, and the one-step latent template.
 
-The engine only ever calls `VSRModel.upscale(frames)` on a temporal window of frames. Latent
-diffusion models (DLoRAL, OSEDiff, our own) share `OneStepLatentVSR`, whose `upscale` reads as the
-algorithm: prepare → encode → temporal fuse → one denoising step → decode → finish. Models differ by
-their components, not by copied loops; memory tricks (tiling) are switches, not branches.
+A model is known to the rest of vsrup only through two things:
+- `description`: a frozen `ModelDescription` — what it is and what it needs (scales, the frames
+  an output depends on, input size, how it tiles, dtypes, memory, licence). The planner, the
+  estimate, `--compare`, bench and the workers read this and nothing else: no attribute probes, no
+  tables keyed by model name.
+- `upscale(frames, tile=0)`: one temporal window in, the upscaled window out. Runtime choices
+  (the tile, and the device/dtype the model was loaded on) are arguments, never state that other
+  code writes into the model.
+
+Latent diffusion models (DLoRAL, OSEDiff, our own) share `OneStepLatentVSR`, whose `upscale` reads
+as the algorithm: prepare → encode → temporal fuse → one denoising step → decode → finish.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
+from typing import Literal
 
 import torch
 from torch import nn
 
+TileSpace = Literal["latent", "pixel", "none"]
 
-@dataclass
-class TileSettings:
-    """Spatial tiling switches. Sizes are in latent pixels; 0 disables tiling."""
 
-    latent_tile: int = 0
-    latent_overlap: int = 16
+@dataclass(frozen=True)
+class Tiling:
+    """How a model splits a frame spatially. Sizes are in the model's tiling space: latent pixels
+    for `latent`, input pixels for `pixel`; `none` means the model takes whole frames only.
+    `per_input`: tiling-space pixels per input pixel along a side (a latent model at ×4 with an
+    8× VAE has 0.5), so the planner can size a tile for a frame."""
+
+    space: TileSpace = "none"
+    minimum: int = 0
+    overlap: int = 0
+    per_input: float = 1.0
+
+    @property
+    def smallest(self) -> int:
+        """The smallest tile a user may ask for: the declared minimum, and room for the overlap on
+        both sides (tiles overlap by `overlap` each side)."""
+        return max(self.minimum, 2 * self.overlap)
+
+
+@dataclass(frozen=True)
+class InputSize:
+    """What frame sizes a model takes: at least `minimum` pixels a side; a model whose network
+    needs a `multiple` pads (and crops) by itself, so the engine never has to."""
+
+    minimum: int = 1
+    multiple: int = 1
+
+
+@dataclass(frozen=True)
+class ModelDescription:
+    """Everything the engine may know about a loaded model (see the module docstring)."""
+
+    name: str
+    scale: int  # the scale this loaded model runs at
+    scales: tuple[int, ...]  # every scale the model family offers
+    # (before, after): the frames output t depends on (t-before … t+after); the stream then takes
+    # each frame from a window that holds all of them instead of blending windows. None: the output
+    # depends on the whole window (windows overlap by 2 × `context` and are blended).
+    neighbourhood: tuple[int, int] | None = (0, 0)
+    context: int = 0  # frames of context wanted each side, for a whole-window model
+    input: InputSize = field(default_factory=InputSize)
+    tiling: Tiling = field(default_factory=Tiling)
+    dtypes: tuple[str, ...] = ("float32",)  # torch dtype names it runs in
+    # Peak activation bytes per output pixel and frame at fp32 (half precision halves it): the
+    # planner's memory estimate and tile choice come from it.
+    bytes_per_output_pixel: int = 4096
+    licence: str = "unknown"
+    prompt: bool = False  # takes a text prompt (--prompt)
+    reference_postprocess: bool = False  # offers the official 8-bit post-processing
+
+    @property
+    def temporal(self) -> bool:
+        """Looks at other frames than the one it makes (so shot changes matter)."""
+        if self.neighbourhood is not None:
+            return any(self.neighbourhood)
+        return self.context > 0
+
+    def output_size(self, width: int, height: int) -> tuple[int, int]:
+        return width * self.scale, height * self.scale
+
+    def but(self, **changes) -> ModelDescription:
+        """This description with some fields changed (a wrapper's, e.g. `--compare`)."""
+        return replace(self, **changes)
 
 
 class VSRModel(nn.Module):
@@ -43,6 +110,11 @@ class VSRModel(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.tiles = TileSettings()
+
+    @property
+    def description(self) -> ModelDescription:  # pragma: no cover - abstract
+        """The model's declared contract (see the module docstring)."""
+        raise NotImplementedError
 
     def upscale(self, frames: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
