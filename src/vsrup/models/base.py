@@ -89,6 +89,15 @@ class ModelDescription:
         return replace(self, **changes)
 
 
+@dataclass
+class TileSettings:
+    """Spatial tiling switches. Sizes are in latent pixels; 0 disables tiling. (Being replaced by
+    the `tile` argument of `upscale` and `ModelDescription.tiling`.)"""
+
+    latent_tile: int = 0
+    latent_overlap: int = 16
+
+
 class VSRModel(nn.Module):
     """Upscales a window of consecutive frames.
 
