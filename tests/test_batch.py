@@ -261,3 +261,25 @@ def test_finish_events_have_one_shape_for_a_file_a_batch_and_a_failure(folder, t
     assert finishes[1]["exit_code"] == 3 and "not a readable video" in finishes[1]["error"]
     summary = events(batch)[-1]
     assert all(set(f) == keys - {"event"} for f in summary["files"])
+
+
+def test_a_glob_keeps_the_layout_below_its_fixed_part_so_skip_existing_finds_a_folder_runs_outputs(
+    folder, tmp_path, monkeypatch, capsys
+):
+    """Issue 25: `clips/` and `'clips/**/*.mkv'` name the same outputs, so a rerun skips them."""
+    out = tmp_path / "out"
+    args = ["-m", "bicubic", "-s", "2", "--suffix", "_x2", "--progress", "json"]
+    run_cli(monkeypatch, capsys, "upscale", str(folder), str(out), *args)
+    assert tree(out) == ["a_x2.mp4", "sub/b_x2.mkv", "sub/deeper/c_x2.mov"]
+    code, stdout, _ = run_cli(
+        monkeypatch, capsys, "upscale", str(folder / "**" / "*.m[ok]v"), str(out), *args, "--skip-existing"
+    )
+    assert code == 0
+    statuses = {Path(e["file"]).name: e["status"] for e in events(stdout)[-1]["files"]}
+    assert statuses == {"b.mkv": "skipped", "c.mov": "skipped"}
+    assert tree(out) == ["a_x2.mp4", "sub/b_x2.mkv", "sub/deeper/c_x2.mov"]  # nothing flattened
+    # the fixed part ends at the first wildcard component, not at the last folder
+    code, _, _ = run_cli(
+        monkeypatch, capsys, "upscale", str(folder / "s*" / "*.mkv"), str(tmp_path / "g"), *args
+    )
+    assert code == 0 and tree(tmp_path / "g") == ["sub/b_x2.mkv"]

@@ -371,3 +371,20 @@ def test_truncated_faststart_mp4_keeps_every_decodable_frame_and_exits_8(
     assert code == 7 and "1 of 2 files had damaged input (t.mp4)" in err
     assert (summary["done"], summary["damaged"], summary["failed"]) == (1, 1, 0)
     assert [f["frames"] for f in summary["files"]] == [expected, 3]
+
+
+def test_a_failed_run_removes_the_output_folders_it_made_and_only_those(tmp_path, monkeypatch, capsys):
+    """Issue 25: `upscale fake.mp4 newdir/sub/out.mp4` fails (exit 3) and leaves no `newdir/`."""
+    fake = tmp_path / "fake.mp4"
+    fake.write_text("not a video")
+    code, _, err = run_cli(monkeypatch, capsys, *upscale_args(fake, tmp_path / "newdir" / "sub" / "out.mp4"))
+    assert code == 3 and "not a readable video" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fake.mp4"]
+    # a folder the user made stays, even empty; only the one this run made below it goes
+    (tmp_path / "mine").mkdir()
+    code, _, _ = run_cli(monkeypatch, capsys, *upscale_args(fake, tmp_path / "mine" / "sub" / "out.mp4"))
+    assert code == 3 and (tmp_path / "mine").is_dir() and list((tmp_path / "mine").iterdir()) == []
+    # a run that succeeds keeps the folders it made
+    clip = make_clip(tmp_path / "in.mp4", frames=3)
+    code, _, _ = run_cli(monkeypatch, capsys, *upscale_args(clip, tmp_path / "newdir" / "sub" / "out.mp4"))
+    assert code == 0 and (tmp_path / "newdir" / "sub" / "out.mp4").is_file()

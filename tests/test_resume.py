@@ -308,7 +308,7 @@ def test_ctrl_c_before_the_first_segment_promises_nothing_and_the_rerun_starts_q
     monkeypatch.setattr(WindowDependent, "upscale", stop_at_third_window)
     code, _, err = run_cli(monkeypatch, capsys, *args)
     assert code == 130 and "no segment was finished yet" in err and "are kept" not in err
-    assert resume.work_folder(target).is_dir()  # the job folder stays, with no finished segment
+    assert not resume.work_folder(target).exists()  # nothing finished: no empty job folder is left
     monkeypatch.setattr(WindowDependent, "upscale", real)
     with caplog.at_level(logging.WARNING):
         code, _, err = run_cli(monkeypatch, capsys, *args)

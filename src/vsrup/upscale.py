@@ -24,7 +24,7 @@ from vsrup import hostmem, models, resume, tuning
 from vsrup.devices import resolve_device, resolve_dtype
 from vsrup.errors import InputDamaged, InputError, UsageError
 from vsrup.io.concat import concat_segments
-from vsrup.io.files import atomic_output, check_output
+from vsrup.io.files import atomic_output, check_output, removed_on_failure
 from vsrup.io.passthrough import not_carried
 from vsrup.io.probe import VideoInfo, probe
 from vsrup.io.reader import Damage, Frame, read_frames
@@ -177,6 +177,12 @@ class Upscaler:
         whole-video run makes them, to a video-only segment file."""
         reporter = reporter or Reporter()
         source, target = Path(source), Path(target)
+        with removed_on_failure(target.parent):  # a failed run leaves no folder it made
+            return self._upscale_file(source, target, reporter, frame_range)
+
+    def _upscale_file(
+        self, source: Path, target: Path, reporter: Reporter, frame_range: FrameRange | None
+    ) -> FileResult:
         check_output(source, target, self.settings.overwrite)
         choose_codec(target, self.settings.encode)  # reject a bad extension/codec before any work
         info = probe(source)
@@ -198,17 +204,22 @@ class Upscaler:
             folder = resume.work_folder(target)
             reporter.message(f"note: {folder} holds unfinished work for this output; --resume would use it")
         damage = Damage()  # a damaged input still gives every frame that can be decoded
-        with atomic_output(target) as partial:
-            if work is not None:
-                written = self._encode_resumable(info, plan, work, partial, reporter, damage)
-            else:
-                ext = target.suffix.lower()
-                writer = self._writer(
-                    partial, info, self.settings.encode, ext, frame_range is None, span.start
-                )
-                written = self._encode(self.stream(info, plan, span, reporter, damage), writer)
-                if written == 0:
-                    raise InputError(f"no frames of {source} lie in the range {span.start}f-{span.stop}f")
+        try:
+            with atomic_output(target) as partial:
+                if work is not None:
+                    written = self._encode_resumable(info, plan, work, partial, reporter, damage)
+                else:
+                    ext = target.suffix.lower()
+                    writer = self._writer(
+                        partial, info, self.settings.encode, ext, frame_range is None, span.start
+                    )
+                    written = self._encode(self.stream(info, plan, span, reporter, damage), writer)
+                    if written == 0:
+                        raise InputError(f"no frames of {source} lie in the range {span.start}f-{span.stop}f")
+        except BaseException:
+            if work is not None and not work.segments:
+                work.remove()  # nothing was finished: no empty job folder is left behind
+            raise
         if work is not None:
             work.remove()  # only once the output is in place
         hostmem.release_host_memory()

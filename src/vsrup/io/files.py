@@ -31,6 +31,24 @@ def check_output(source: Path, target: Path, overwrite: bool) -> None:
 
 
 @contextlib.contextmanager
+def removed_on_failure(folder: Path) -> Iterator[None]:
+    """Folders that do not exist when the block starts (`folder` and its missing parents) are removed
+    again, deepest first, if the block fails and they are empty: a failed run leaves no folder it
+    created, and a folder that was there before (the user's) is never touched."""
+    missing = [p for p in (folder, *folder.parents) if not p.exists()]
+    try:
+        yield
+    except BaseException:
+        for made in missing:
+            try:
+                made.rmdir()
+            except OSError:  # not empty (another job's output), or never made
+                if made.exists():
+                    break
+        raise
+
+
+@contextlib.contextmanager
 def atomic_output(target: Path) -> Iterator[Path]:
     """Yield a temporary path beside `target`; rename it into place only if the block succeeds.
 

@@ -87,6 +87,15 @@ def _has_glob(text: str) -> bool:
     return any(c in text for c in "*?[")
 
 
+def glob_root(pattern: Path) -> Path:
+    """The fixed part of a glob, before its first component with a wildcard (`clips/**/*.mp4` →
+    `clips`): a glob's outputs keep their layout below it, as a folder's keep theirs below the
+    folder, so both spellings of one batch name the same outputs (and --skip-existing finds them)."""
+    parts = pattern.parts
+    fixed = next(i for i, part in enumerate(parts) if _has_glob(part))
+    return Path(*parts[:fixed]) if fixed else Path()
+
+
 def _walk_videos(root: Path, exclude: Path | None) -> Iterator[Path]:
     """Video files under `root`, sorted, skipping hidden folders and the output folder."""
     for folder, subdirs, files in os.walk(root):
@@ -136,7 +145,8 @@ def single_job(paths: list[Path], option: str) -> tuple[Path, Path]:
 def plan_jobs(inputs: Iterable[Path], output: Path, suffix: str = "") -> list[Job]:
     """(input, output) pairs for folders, globs and several files; outputs go under `output`.
 
-    Folders keep their inner structure below `output`. Files that are another job's output (a rerun
+    Folders keep their inner structure below `output`, globs theirs below the glob's fixed part
+    (`glob_root`). Files that are another job's output (a rerun
     with `--suffix` into the input folder) are left out, as is the output folder itself.
     """
     output = Path(output)
@@ -155,7 +165,8 @@ def plan_jobs(inputs: Iterable[Path], output: Path, suffix: str = "") -> list[Jo
             videos = [m for m in matches if m.is_file() and is_video_name(m)]
             if not videos:
                 raise InputError(f"no video files match {raw}")
-            jobs.extend(Job(m, output / output_name(m, suffix)) for m in videos)
+            root = glob_root(raw)
+            jobs.extend(Job(m, output / m.relative_to(root).parent / output_name(m, suffix)) for m in videos)
         else:  # a plain file: missing or not a video is reported as that file's failure
             jobs.append(Job(raw, output / output_name(raw, suffix)))
     if not jobs:
