@@ -72,16 +72,41 @@ def test_mp4_cut_in_half_is_reported_corrupt(tmp_path, monkeypatch, capsys):
     assert not (tmp_path / "out.mp4").exists() and no_leftovers(tmp_path) == []
 
 
-def test_truncated_mkv_warns_that_frames_are_missing(tmp_path, monkeypatch, capsys, caplog):
-    """Matroska cut mid-file decodes cleanly up to the cut; the user must be told it came out short."""
-    whole = make_clip(tmp_path / "whole.mkv", frames=20).read_bytes()
-    half = tmp_path / "half.mkv"
+@pytest.mark.parametrize("ext", [".mkv", ".webm"])
+def test_truncated_matroska_is_damaged_exit_8(ext, tmp_path, monkeypatch, capsys):
+    """Issue 25: Matroska cut mid-file decodes cleanly up to the cut (no error from FFmpeg), but its
+    track was declared 0.8 s long: the output holds only what was decoded, and a script must be
+    able to tell (exit 8, status damaged), as for any other damaged input."""
+    codec = "libvpx-vp9" if ext == ".webm" else "libx264"
+    whole = make_clip(tmp_path / f"whole{ext}", frames=20, codec=codec).read_bytes()
+    half = tmp_path / f"half{ext}"
     half.write_bytes(whole[: len(whole) // 2])
-    code, _, err = run_cli(monkeypatch, capsys, *upscale_args(half, tmp_path / "out.mkv"))
-    with av.open(str(tmp_path / "out.mkv")) as c:
+    target = tmp_path / f"out{ext}"
+    args = [a for a in upscale_args(half, target) if a != "-q"]
+    code, out, err = run_cli(monkeypatch, capsys, *args, "--progress", "json")
+    with av.open(str(target)) as c:
         decoded = sum(1 for _ in c.decode(video=0))
-    assert code == 0 and 0 < decoded < 15
-    assert "may be truncated" in caplog.text and f"decoded {decoded} frames" in caplog.text
+    assert code == 8 and 0 < decoded < 15
+    assert_one_line(err, "input is damaged", f"{decoded} of 20 frames recovered", "declared end")
+    finish = [json.loads(line) for line in out.splitlines() if '"finish"' in line]
+    assert finish[-1]["status"] == "damaged" and finish[-1]["frames"] == decoded
+
+
+@pytest.mark.parametrize(
+    ("ext", "audio"), [(".mkv", True), (".mp4", True), (".webm", False), (".mov", False)]
+)
+def test_whole_files_are_not_mistaken_for_truncated_ones(ext, audio, tmp_path, monkeypatch, capsys):
+    """The damage check compares with the video track's own declared end: audio running past the
+    video (the AAC tail) or a duration that counts the last frame is normal, and stays `done`."""
+    codec = "libvpx-vp9" if ext == ".webm" else "libx264"
+    clip = make_clip(tmp_path / f"in{ext}", frames=12, codec=codec, audio=audio)
+    vfr = make_clip(tmp_path / f"vfr{ext}", frames=6, codec=codec, pts=[0, 40, 200, 240, 260, 400])
+    for source in (clip, vfr):
+        target = tmp_path / f"out_{source.name}"
+        args = [a for a in upscale_args(source, target) if a != "-q"]
+        code, out, err = run_cli(monkeypatch, capsys, *args, "--progress", "json")
+        finish = [json.loads(line) for line in out.splitlines() if '"finish"' in line]
+        assert code == 0 and err == "" and finish[-1]["status"] == "done", (source.name, err)
 
 
 def test_zero_frames_exits_3(tmp_path, monkeypatch, capsys):

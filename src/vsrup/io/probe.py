@@ -54,6 +54,7 @@ class VideoInfo:
     subtitle_streams: int = 0
     other_streams: list[str] = field(default_factory=list)
     timecode: str | None = None  # SMPTE start timecode of the first frame (see io.timecode)
+    video_end: float | None = None  # when the video stream is declared to end, in seconds (`_video_end`)
 
     @property
     def frames_estimate(self) -> int | None:
@@ -116,7 +117,33 @@ def probe(path: Path | str) -> VideoInfo:
             subtitle_streams=len(container.streams.subtitles),
             other_streams=[s.type for s in container.streams if s.type not in ("video", "audio", "subtitle")],
             timecode=read_timecode(container),
+            video_end=_video_end(container, stream),
         )
+
+
+def _video_end(container, stream) -> float | None:
+    """When the video stream is declared to end, in seconds on its own timeline: from its own
+    duration (MP4/MOV index), Matroska's per-track DURATION tag, or the container's duration when
+    the video is its only stream (audio may run longer). None where nothing declares it: the
+    reader then cannot tell a truncated file from a whole one."""
+    base = stream.time_base
+    start = float(stream.start_time * base) if stream.start_time is not None and base else 0.0
+    if stream.duration and base:
+        return start + float(stream.duration * base)
+    if seconds := _clock_seconds(stream.metadata.get("DURATION") or stream.metadata.get("duration")):
+        return start + seconds
+    if len(container.streams) == 1 and container.duration:
+        return ((container.start_time or 0) + container.duration) / av.time_base
+    return None
+
+
+def _clock_seconds(text: str | None) -> float | None:
+    """`00:01:02.500000000` → 62.5; None for anything else."""
+    try:
+        hours, minutes, seconds = (text or "").split(":")
+        return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+    except ValueError:
+        return None
 
 
 def _rotation(path: Path) -> int:

@@ -71,6 +71,15 @@ def read_frames(info: VideoInfo, first: int = 0, damage: Damage | None = None) -
     never wrong. Memory stays at one frame beyond what the decoder itself holds. Bad packets and a
     truncated end are decoded around and recorded in `damage` (without one, the first is an error).
     """
+    start = last = None
+    for last in _frames_from(info, first, damage):
+        start = start or last
+        yield last
+    if last is not None:  # the whole rest was read: did the container promise more?
+        _check_complete(info, start, last, damage)
+
+
+def _frames_from(info: VideoInfo, first: int, damage: Damage | None) -> Iterator[Frame]:
     if first == 0:
         yield from _decode_all(info, damage)
         return
@@ -118,8 +127,6 @@ def _decode_all(info: VideoInfo, damage: Damage | None = None) -> Iterator[Frame
         raise InputError(f"corrupt video data in {info.path} after {index} frames: {found.reason}")
     if index == 0:
         raise InputError(f"no video frames could be decoded from {info.path}")
-    if not found.errors:
-        _warn_if_short(info, index)
 
 
 def _decode_packets(container, stream, damage: Damage) -> Iterator[av.VideoFrame]:
@@ -181,16 +188,26 @@ def _seek_frames(info: VideoInfo, first: int) -> Iterator[Frame]:
             raise _SeekMiss(str(exc)) from None
 
 
-def _warn_if_short(info: VideoInfo, decoded: int) -> None:
-    """A truncated file often decodes cleanly up to the cut: say so rather than end quietly short.
-
-    Only a warning: edit lists and odd muxers make header counts disagree with legal files too.
-    """
-    expected = info.frames_estimate
-    if expected and decoded < 0.9 * expected - 2:
-        log.warning(
-            "%s: decoded %d frames but its header suggests %d; the file may be truncated",
-            info.path,
-            decoded,
-            expected,
-        )
+def _check_complete(info: VideoInfo, start: Frame, last: Frame, damage: Damage | None) -> None:
+    """A truncated file often decodes cleanly up to the cut (Matroska, WebM): if the video stream
+    was declared to last more than about a frame longer than the decoded frames reach, frames are
+    missing. With `damage` that makes the input damaged; without (callers that only look), a
+    warning. A declared end at, or a frame past, the last frame's end is normal: containers differ
+    on whether the duration counts the last frame (and VFR frames in AVI are odd lengths)."""
+    if info.video_end is None or last.pts is None or start.pts is None:
+        return
+    base = info.time_base
+    frame_seconds = 1 / float(info.frame_rate) if info.frame_rate else 0.0
+    if last.index > start.index:  # the decoded frames' own average spacing (VFR)
+        frame_seconds = max(frame_seconds, float((last.pts - start.pts) * base) / (last.index - start.index))
+    shown = float(last.duration * base) if last.duration else frame_seconds
+    missing = info.video_end - float(last.pts * base) - shown
+    if missing <= max(frame_seconds, shown) + 0.001:  # a frame, and Matroska's millisecond rounding
+        return
+    reason = f"the file ends {missing:.2f} s before its video stream's declared end"
+    if damage is None:
+        log.warning("%s: decoded %d frames, but %s; it may be truncated", info.path, last.index + 1, reason)
+        return
+    damage.note(reason)
+    damage.decoded = last.index + 1
+    damage.expected = last.index + 1 + (round(missing / frame_seconds) if frame_seconds else 0) or None
