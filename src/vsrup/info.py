@@ -26,6 +26,7 @@ from pathlib import Path
 import av
 
 from vsrup.io.probe import open_input, probe
+from vsrup.io.sequence import stamp
 
 VFR_SCAN_SECONDS = 10.0
 
@@ -67,7 +68,7 @@ def describe(path: Path | str, count: bool = False) -> dict:
         report = {
             "file": str(path),
             "container": container.format.name,
-            "size_bytes": path.stat().st_size,
+            "size_bytes": stamp(path)[0],  # an image sequence: all its images
             "bit_rate": container.bit_rate or None,
             "duration_s": None if info.duration is None else round(info.duration, 6),
             "video": _video_facts(info, video, scanned, header_frames, counted, rate),

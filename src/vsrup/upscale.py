@@ -16,6 +16,7 @@ import itertools
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 
 import torch
@@ -23,11 +24,13 @@ import torch
 from vsrup import hostmem, models, resume, tuning
 from vsrup.devices import resolve_device, resolve_dtype
 from vsrup.errors import InputDamaged, InputError, UsageError
+from vsrup.io import sequence
 from vsrup.io.concat import concat_segments
 from vsrup.io.files import atomic_output, check_output, removed_on_failure
 from vsrup.io.passthrough import not_carried
 from vsrup.io.probe import VideoInfo, probe
 from vsrup.io.reader import Damage, Frame, read_frames
+from vsrup.io.sequence import is_pattern
 from vsrup.io.timecode import advance_timecode
 from vsrup.io.writer import EncodeSettings, VideoWriter, check_audio, choose_codec, segment_codec
 from vsrup.pipeline.cuts import last_cut, thumbnail
@@ -65,6 +68,8 @@ class UpscaleSettings:
     prompt: str = ""  # --prompt: what the diffusion models condition on (empty: the converted default)
     audio: str = "auto"  # --audio auto|copy|none: copy, else re-encode; copy only; drop (io.passthrough)
     reference_postprocess: bool = False  # DLoRAL/OSEDiff: the official 8-bit truncating post-processing
+    fps: Fraction | None = None  # --fps: the frame rate of image-sequence inputs (None: 25)
+    output_format: str | None = None  # --format: png, tiff (image sequences) or a video extension
 
     @property
     def max_memory_bytes(self) -> int | None:
@@ -77,6 +82,8 @@ class UpscaleSettings:
             raise UsageError(f"--tile must be 0 (off) or at least 8 latent pixels (got {self.tile})")
         if self.max_memory_gib is not None and not self.max_memory_gib > 0:
             raise UsageError(f"--max-memory must be a positive number of GiB (got {self.max_memory_gib})")
+        if self.fps is not None and not self.fps > 0:
+            raise UsageError(f"--fps must be a positive frame rate (got {self.fps})")
 
 
 @dataclass
@@ -184,8 +191,8 @@ class Upscaler:
         self, source: Path, target: Path, reporter: Reporter, frame_range: FrameRange | None
     ) -> FileResult:
         check_output(source, target, self.settings.overwrite)
-        choose_codec(target, self.settings.encode)  # reject a bad extension/codec before any work
-        info = probe(source)
+        self._check_format(target)  # reject a bad extension/codec before any work
+        info = probe(source, self.settings.fps)
         if frame_range is None and (self.settings.start or self.settings.end):
             frame_range = resolve_range(info, self.settings.start, self.settings.end)
         span = frame_range or WHOLE
@@ -194,7 +201,8 @@ class Upscaler:
             reporter.message(f"{info.path.name}: {plan.describe()}")
         started = time.perf_counter()
         reporter.start(str(source), span.length(info.frames_estimate))
-        if frame_range is None and (left := not_carried(info, target.suffix.lower())):
+        left = sequence.left_out(info) if is_pattern(target) else not_carried(info, target.suffix.lower())
+        if frame_range is None and left:
             reporter.message(left)  # timecode and other data streams: said once, not dropped silently
         work = None
         if self.settings.resume and frame_range is None:
@@ -229,10 +237,21 @@ class Upscaler:
         reporter.finish("done", output=str(target), frames=written, seconds=seconds)
         return FileResult(source, target, written, seconds, plan)
 
+    def _check_format(self, target: Path) -> None:
+        if not is_pattern(target):
+            choose_codec(target, self.settings.encode)
+            return
+        sequence.check_image_output(target)
+        if self.settings.resume:
+            raise UsageError("--resume keeps video segments; an image sequence output cannot use it")
+
     def _writer(
         self, path: Path, info: VideoInfo, encode: EncodeSettings, ext: str, whole: bool, first_frame: int
-    ) -> VideoWriter:
+    ) -> VideoWriter | sequence.SequenceWriter:
         size = self.model.output_size(info.width, info.height)
+        if is_pattern(path):  # numbered as the input's frames: an input sequence keeps its numbers
+            first = sequence.first_number(info.path) + first_frame
+            return sequence.SequenceWriter(path, size, info.bit_depth > 8, first, info.frame_rate)
         timecode = info.timecode and advance_timecode(info.timecode, first_frame, info.frame_rate)
         return VideoWriter(
             path, info, size, encode, ext, passthrough=whole, audio=self.settings.audio, timecode=timecode
@@ -244,11 +263,11 @@ class Upscaler:
         """The job's segment folder, and the plan to finish it with. Its key lists everything the
         output frames depend on, as the user asked for it; what this run planned for the automatic
         window and tile is kept beside it, and a resumed run takes over the earlier run's plan."""
-        stat = info.path.stat()
+        size, mtime_ns = sequence.stamp(info.path)
         key = {
             "input": str(info.path.resolve()),
-            "size": stat.st_size,
-            "mtime_ns": stat.st_mtime_ns,
+            "size": size,
+            "mtime_ns": mtime_ns,
             "model": self.settings.model,
             "scale": self.settings.scale,
             "window": self.settings.window,

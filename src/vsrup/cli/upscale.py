@@ -46,6 +46,10 @@ UPSCALE_HELP = """Upscale a video (or every video of a folder) and keep its audi
   vsrup upscale a.mp4 b.mkv "more/*.mov" out/       [dim]# several inputs into one folder[/dim]
 
   vsrup upscale long.mp4 out.mp4 --resume           [dim]# rerun after a crash to continue[/dim]
+
+  vsrup upscale "frames/%04d.png" out.mp4 --fps 24  [dim]# numbered images in (a folder of them too)[/dim]
+
+  vsrup upscale in.mp4 frames_x4 --format png       [dim]# numbered PNGs out (16-bit for >8-bit input)[/dim]
 """
 
 
@@ -54,9 +58,10 @@ def upscale(
     paths: list[str] = typer.Argument(  # str, not Path: a trailing / (output folder) must survive
         ...,
         metavar="INPUT... OUTPUT",
-        help="Inputs (videos, folders, globs), then the output: a file for one input video (its "
-        "extension picks the container; an existing folder or one ending in / gets the input's "
-        "name), else a folder.",
+        help="Inputs (videos, image sequences as frames/%04d.png or a folder of numbered images, "
+        "folders of videos, globs), then the output: a file for one input (its extension picks the "
+        "container; an existing folder or one ending in / gets the input's name), an image pattern "
+        "(out/%04d.png), else a folder.",
         show_default=False,
     ),
     scale: options.Scale = 4,
@@ -94,6 +99,19 @@ def upscale(
         "--audio",
         help="auto: copy the audio, re-encoding only what the container cannot hold (Opus for .webm, "
         "AAC for .mp4); copy: copy or fail; none: leave the audio out.",
+    ),
+    fps: str = typer.Option(
+        None,
+        "--fps",
+        help="Frame rate of image-sequence inputs: 25 (the default), 23.976, 24000/1001…",
+        show_default=False,
+    ),
+    output_format: str = typer.Option(
+        None,
+        "--format",
+        help="Output kind: png or tiff (numbered images in a folder; 16-bit for >8-bit input) or a "
+        "video extension (mp4, mkv…). Default: the output's extension, else like the input.",
+        show_default=False,
     ),
     overwrite: options.Overwrite = False,
     progress: ProgressMode = typer.Option(
@@ -162,6 +180,7 @@ def upscale(
     from vsrup.weights import preflight
 
     preflight(model)  # missing weights fail here, before torch and the model libraries load
+    from vsrup.io.sequence import parse_fps
     from vsrup.io.writer import EncodeSettings
     from vsrup.progress import make_reporter
     from vsrup.run.interrupts import interrupted, treat_sigterm_as_interrupt
@@ -187,6 +206,8 @@ def upscale(
         prompt=prompt,
         reference_postprocess=reference_postprocess,
         audio=audio.value,
+        fps=parse_fps(fps) if fps is not None else None,
+        output_format=output_format.lower().lstrip(".") if output_format else None,
     )
     if dry_run:
         from vsrup.estimate import dry_run as estimate_run

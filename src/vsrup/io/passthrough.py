@@ -189,7 +189,7 @@ class Passthrough:
         where it cannot) or none (leave the audio out)."""
         if audio not in AUDIO_MODES:
             raise UsageError(f"--audio must be one of {', '.join(AUDIO_MODES)} (got {audio!r})")
-        self._input = open_input(info.path)
+        self._input = open_input(info.path, info.frame_rate)
         self._map = {}
         self._converters: dict[int, _SubtitleConverter | _AudioTranscoder] = {}
         try:
@@ -255,7 +255,7 @@ def not_carried(info: VideoInfo, ext: str) -> str | None:
     of as they drop."""
     timecode_kept = info.timecode is not None and ext in TIMECODE_CONTAINERS
     left = []
-    with open_input(info.path) as container:
+    with open_input(info.path, info.frame_rate) as container:
         upscaled = container.streams.video[0].index
         for stream in container.streams:
             if stream.index == upscaled or stream.type in ("audio", "subtitle"):

@@ -14,6 +14,7 @@ import av
 from av.video.reformatter import ColorRange, Colorspace
 
 from vsrup.errors import InputError
+from vsrup.io.sequence import find_sequence, is_pattern
 from vsrup.io.timecode import read_timecode
 
 # AVColorSpace code → the swscale matrix that converts it to RGB.
@@ -65,7 +66,10 @@ class VideoInfo:
         return None
 
 
-def open_input(path: Path) -> av.container.InputContainer:
+def open_input(path: Path, fps: Fraction | None = None) -> av.container.InputContainer:
+    """Open a video file, or an image sequence's pattern (shown at `fps`, default 25)."""
+    if is_pattern(path):
+        return find_sequence(path).open(fps)
     if not path.exists():
         raise InputError(f"input not found: {path}")
     if path.is_dir():
@@ -80,10 +84,10 @@ def ffmpeg_reason(exc: Exception) -> str:
     return getattr(exc, "strerror", None) or str(exc).splitlines()[0]
 
 
-def probe(path: Path | str) -> VideoInfo:
-    """Read a file's stream facts without decoding it."""
+def probe(path: Path | str, fps: Fraction | None = None) -> VideoInfo:
+    """Read a file's stream facts without decoding it. `fps`: an image sequence's frame rate."""
     path = Path(path)
-    with open_input(path) as container:
+    with open_input(path, fps) as container:
         if not container.streams.video:
             kinds = sorted({s.type for s in container.streams}) or ["no streams"]
             raise InputError(f"no video stream in {path} (it has: {', '.join(kinds)})")
@@ -111,7 +115,7 @@ def probe(path: Path | str) -> VideoInfo:
             frame_rate=stream.average_rate or stream.guessed_rate,
             frames=stream.frames or None,
             duration=duration,
-            rotation=_rotation(path),
+            rotation=0 if is_pattern(path) else _rotation(path),
             color=ColorInfo(ctx.color_primaries, ctx.color_trc, ctx.colorspace, ctx.color_range),
             audio_streams=len(container.streams.audio),
             subtitle_streams=len(container.streams.subtitles),

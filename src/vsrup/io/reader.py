@@ -114,7 +114,7 @@ def _decode_all(info: VideoInfo, damage: Damage | None = None) -> Iterator[Frame
     packet without a word (35 of the 37 decodable frames of a truncated sample clip)."""
     to_rgb = _converter(info)
     found = damage if damage is not None else Damage()
-    with open_input(info.path) as container:
+    with open_input(info.path, info.frame_rate) as container:
         stream = container.streams.video[0]
         stream.thread_type = "SLICE"
         found.expected = video_frame_count(container, info)
@@ -169,7 +169,7 @@ def _seek_frames(info: VideoInfo, first: int) -> Iterator[Frame]:
     if first >= len(pts):
         return
     to_rgb = _converter(info)
-    with open_input(info.path) as container:
+    with open_input(info.path, info.frame_rate) as container:
         stream = container.streams.video[0]
         stream.thread_type = "SLICE"  # as `_decode_all`: frame threads drop frames around bad data
         try:

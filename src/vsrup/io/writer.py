@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 # Default encoder per container.
 _DEFAULT_CODEC = {".mp4": "libx264", ".m4v": "libx264", ".mov": "libx264", ".mkv": "libx264"}
 _DEFAULT_CODEC |= {".webm": "libvpx-vp9", ".avi": "mpeg4", ".nut": "ffv1"}
+WRITABLE_VIDEO = tuple(_DEFAULT_CODEC)  # the video containers we write
 _LOSSLESS_CODECS = {"ffv1"}
 # >8-bit input in an H.264 container: HEVC Main10, tagged hvc1 where the container is MP4/QuickTime
 # (Apple devices and browsers play only that tag; hev1 is FFmpeg's default).

@@ -12,6 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from vsrup.errors import UsageError
+from vsrup.io.files import output_exists
+from vsrup.io.sequence import is_pattern
 from vsrup.progress import Reporter
 from vsrup.run.jobs import Outcome, raise_if_failed, read_paths, skipped, unfinished
 
@@ -28,11 +30,13 @@ def upscale_paths(
     """The `upscale` command: the last path is the output, a file for one input file, else a folder."""
     if skip_existing and settings.overwrite:
         raise UsageError("--skip-existing and --overwrite contradict each other; pick one")
-    jobs, single = read_paths(paths, suffix)
+    jobs, single = read_paths(paths, suffix, settings.output_format)
+    if (devices or ray_address) and any(is_pattern(j.source) or is_pattern(j.target) for j in jobs):
+        raise UsageError("image sequences are upscaled by one process: leave out --devices and --ray")
     executor = make_executor(settings, devices, ray_address)
     outcomes, todo = [], []
     for job in jobs:
-        if skip_existing and job.target.exists():  # outputs are atomic: an existing one is complete
+        if skip_existing and output_exists(job.target):  # outputs are atomic: an existing one is complete
             outcomes.append(skipped(job))
             if single:
                 reporter.message(f"{job.target} exists; skipped")

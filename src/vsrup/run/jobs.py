@@ -16,13 +16,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vsrup.errors import BatchError, InputDamaged, InputError, UsageError
-from vsrup.io.writer import writable_extension
+from vsrup.io import sequence
+from vsrup.io.writer import WRITABLE_VIDEO, writable_extension
 
 # Files are picked by extension only: probing every file of a big folder would be slow, and a file
 # with a video extension that is not a video should fail loudly, not vanish from the batch.
 VIDEO_EXTENSIONS = frozenset(
     ".mp4 .m4v .mkv .mov .webm .avi .mpg .mpeg .ts .m2ts .mts .flv .wmv .3gp .ogv .nut .y4m".split()
 )
+IMAGE_KINDS = {"png": ".png", "tiff": ".tif"}  # --format names of image-sequence outputs
 # Our own temporaries (atomic partial files, resume folders) must never become inputs.
 _OWN_MARKERS = (".vsrup-partial", ".vsrup-resume")
 
@@ -96,8 +98,9 @@ def glob_root(pattern: Path) -> Path:
     return Path(*parts[:fixed]) if fixed else Path()
 
 
-def _walk_videos(root: Path, exclude: Path | None) -> Iterator[Path]:
-    """Video files under `root`, sorted, skipping hidden folders and the output folder."""
+def _walk_inputs(root: Path, exclude: Path | None) -> Iterator[Path]:
+    """Videos and image sequences under `root`, sorted, skipping hidden folders and the output
+    folder. A folder of numbered images (and no videos) is one sequence, given as its pattern."""
     for folder, subdirs, files in os.walk(root):
         here = Path(folder)
         subdirs[:] = sorted(
@@ -105,34 +108,93 @@ def _walk_videos(root: Path, exclude: Path | None) -> Iterator[Path]:
             for d in subdirs
             if not d.startswith(".") and (exclude is None or (here / d).resolve() != exclude)
         )
-        for name in sorted(files):
+        names = sorted(name for name in files if not name.startswith("."))
+        images = sequence_in(here, names)
+        if images is not None:
+            yield images
+            continue
+        for name in names:
             if is_video_name(here / name):
                 yield here / name
 
 
-def output_name(source: Path, suffix: str) -> str:
-    """`clip.mp4` → `clip{suffix}.mp4`; inputs we cannot write in their own container get `.mkv`."""
-    return f"{source.stem}{suffix}{writable_extension(source.suffix.lower())}"
+def sequence_in(folder: Path, names: list[str] | None = None) -> Path | None:
+    """The pattern of `folder`'s numbered images when they are its input, else None (its videos
+    are). A folder that holds both videos and numbered images is refused: which is meant is the
+    user's choice, and either spelling (`folder/*.mp4`, `folder/%04d.png`) says it."""
+    names = sorted(p.name for p in folder.iterdir() if p.is_file()) if names is None else names
+    pattern = sequence.folder_pattern(folder, [n for n in names if not n.startswith(".")])
+    if pattern is None:
+        return None
+    videos = [n for n in names if is_video_name(folder / n)]
+    if videos:
+        raise UsageError(
+            f"{folder} holds both videos ({videos[0]}) and numbered images ({pattern.name}): give "
+            f"the videos ({folder / '*'}{Path(videos[0]).suffix}) or the images ({pattern}) as the input"
+        )
+    return pattern
 
 
-def read_paths(paths: list[Path | str], suffix: str = "") -> tuple[list[Job], bool]:
-    """(jobs, single): the command line's inputs then output. `single` is one input file, whose
-    output is a file, or `folder/NAME` for an existing folder or one written with a trailing slash
-    (created when needed); otherwise outputs go under a folder, and a file-like output is refused."""
+def output_name(source: Path, suffix: str, fmt: str | None = None) -> str:
+    """The output of `source` inside an output folder. A video keeps its container (`clip.mp4` →
+    `clip{suffix}.mp4`; one we cannot write becomes `.mkv`); an image sequence stays one, in a
+    folder named after its own (`shot/%04d.png` → `shot{suffix}/%04d.png`, PNG unless TIFF).
+    `fmt` (--format) picks the output kind instead: `png`/`tiff` or a video extension."""
+    if sequence.is_pattern(source):
+        stem = source.parent.resolve().name
+        fmt = fmt or ("tiff" if source.suffix.lower() in (".tif", ".tiff") else "png")
+    else:
+        stem = source.stem
+    if fmt in IMAGE_KINDS:
+        return f"{stem}{suffix}/{sequence.output_pattern_name(source, IMAGE_KINDS[fmt])}"
+    ext = f".{fmt}" if fmt else writable_extension(source.suffix.lower())
+    return f"{stem}{suffix}{ext}"
+
+
+def read_paths(paths: list[Path | str], suffix: str = "", fmt: str | None = None) -> tuple[list[Job], bool]:
+    """(jobs, single): the command line's inputs then output. `single` is one input (a file or an
+    image sequence), whose output is a file, an image pattern, or `folder/NAME` for an existing
+    folder or one written with a trailing slash (created when needed); with `--format png|tiff`
+    it is the folder the images go into. Otherwise outputs go under a folder, and a
+    file-like output is refused. `fmt`: --format."""
     if len(paths) < 2:
         raise UsageError("give an input (file, folder or glob) and then the output")
     *inputs, output = (Path(p) for p in paths)
+    inputs = [(sequence_in(i) or i) if i.is_dir() else i for i in inputs]
     as_folder = output.is_dir() or str(paths[-1]).endswith(("/", os.sep))
+    _check_format(output, fmt)
     single = len(inputs) == 1 and not inputs[0].is_dir() and not _has_glob(str(inputs[0]))
     if single:
-        target = output / output_name(inputs[0], suffix) if as_folder else output
+        if fmt in IMAGE_KINDS and not sequence.is_pattern(output):  # the folder the images go in
+            target = output / sequence.output_pattern_name(inputs[0], IMAGE_KINDS[fmt])
+        elif as_folder:
+            target = output / output_name(inputs[0], suffix, fmt)
+        elif fmt and not output.suffix:  # `--format mkv out`: out.mkv
+            target = output.with_name(f"{output.name}.{fmt}")
+        else:
+            target = output
         return [Job(inputs[0], target)], True
     if not as_folder and not output.exists() and output.suffix.lower() in VIDEO_EXTENSIONS:
         raise UsageError(  # a typo'd batch would otherwise make a folder named like a video
             f"output must be a folder when upscaling a folder or several files, not a file name: "
             f"{output} (write {output}/ for a folder of that name)"
         )
-    return plan_jobs(inputs, output, suffix), False
+    return plan_jobs(inputs, output, suffix, fmt), False
+
+
+def _check_format(output: Path, fmt: str | None) -> None:
+    """--format against the output's own spelling: they must not disagree."""
+    if fmt is None:
+        return
+    if fmt not in IMAGE_KINDS and f".{fmt}" not in WRITABLE_VIDEO:
+        kinds = ", ".join([*IMAGE_KINDS, *(e.lstrip(".") for e in WRITABLE_VIDEO)])
+        raise UsageError(f"--format must be one of {kinds} (got {fmt!r})")
+    ext = output.suffix.lower() if output.suffix.lower() in VIDEO_EXTENSIONS and not output.is_dir() else None
+    wants_images = fmt in IMAGE_KINDS
+    if (wants_images and ext) or (
+        not wants_images and (sequence.is_pattern(output) or ext not in (None, f".{fmt}"))
+    ):
+        raise UsageError(f"--format {fmt} contradicts the output {output}: leave one out")
 
 
 def single_job(paths: list[Path], option: str) -> tuple[Path, Path]:
@@ -142,7 +204,7 @@ def single_job(paths: list[Path], option: str) -> tuple[Path, Path]:
     return Path(paths[0]), Path(paths[1])
 
 
-def plan_jobs(inputs: Iterable[Path], output: Path, suffix: str = "") -> list[Job]:
+def plan_jobs(inputs: Iterable[Path], output: Path, suffix: str = "", fmt: str | None = None) -> list[Job]:
     """(input, output) pairs for folders, globs and several files; outputs go under `output`.
 
     Folders keep their inner structure below `output`, globs theirs below the glob's fixed part
@@ -156,21 +218,28 @@ def plan_jobs(inputs: Iterable[Path], output: Path, suffix: str = "") -> list[Jo
     jobs: list[Job] = []
     for raw in inputs:
         raw = Path(raw)
-        if raw.is_dir():
-            for source in _walk_videos(raw, exclude=out_resolved):
-                rel = source.relative_to(raw)
-                jobs.append(Job(source, output / rel.parent / output_name(source, suffix)))
+        if sequence.is_pattern(raw):
+            jobs.append(Job(raw, output / output_name(raw, suffix, fmt)))
+        elif raw.is_dir():
+            for source in _walk_inputs(raw, exclude=out_resolved):
+                rel = source.relative_to(raw).parent
+                rel = rel.parent if sequence.is_pattern(source) else rel  # a sequence is its folder
+                jobs.append(Job(source, output / rel / output_name(source, suffix, fmt)))
         elif _has_glob(str(raw)) and not raw.exists():
             matches = [Path(m) for m in sorted(glob.glob(str(raw), recursive=True))]
             videos = [m for m in matches if m.is_file() and is_video_name(m)]
             if not videos:
                 raise InputError(f"no video files match {raw}")
             root = glob_root(raw)
-            jobs.extend(Job(m, output / m.relative_to(root).parent / output_name(m, suffix)) for m in videos)
+            rel = [m.relative_to(root).parent for m in videos]
+            jobs.extend(
+                Job(m, output / r / output_name(m, suffix, fmt)) for m, r in zip(videos, rel, strict=True)
+            )
         else:  # a plain file: missing or not a video is reported as that file's failure
-            jobs.append(Job(raw, output / output_name(raw, suffix)))
+            jobs.append(Job(raw, output / output_name(raw, suffix, fmt)))
     if not jobs:
-        raise InputError(f"no video files found in {', '.join(str(Path(i)) for i in inputs)}")
+        where = ", ".join(str(Path(i)) for i in inputs)
+        raise InputError(f"no video files or numbered images found in {where}")
     return _drop_own_outputs(jobs)
 
 
