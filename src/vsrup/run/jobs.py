@@ -1,9 +1,10 @@
 """What a command line asks for: (input, output) pairs worked out before any work starts, and what
 became of each.
 
-`read_paths` is the one reading of `upscale`'s paths: one input file and an output file (or an
-existing folder), or folders, globs and several files into an output folder, keeping the inner
-layout. Name clashes and our own outputs are caught up front. Every executor (`run.local`,
+`read_paths` is the one reading of `upscale`'s paths: one input file (or image sequence) and an
+output file (or an existing folder, or an image pattern), or folders, globs and several files into
+an output folder, keeping the inner layout (below a folder, or below a glob's fixed part). A folder
+of numbered images is one image sequence; a folder with videos is a batch; both at once is refused. Name clashes and our own outputs are caught up front. Every executor (`run.local`,
 `run.devices`, `run.ray`) takes this job list and returns one `Outcome` per job.
 """
 
