@@ -71,11 +71,6 @@ class ImageSequence:
             for n in range(self.first, self.first + self.count)
         ]
 
-    def stamp(self) -> tuple[int, int]:
-        """(total bytes, newest modification time): what a changed sequence changes (--resume)."""
-        stats = [f.stat() for f in self.files()]
-        return sum(s.st_size for s in stats), max(s.st_mtime_ns for s in stats)
-
 
 def image_name(pattern_name: str, number: int) -> str:
     """The name `pattern_name` gives image `number` (`f_%04d.png`, 7 → `f_0007.png`)."""
@@ -92,11 +87,16 @@ def _shape(pattern_name: str) -> tuple[re.Pattern, str]:
     return re.compile(unescape(head) + r"(\d+)" + unescape(tail) + "$"), field.group(1)
 
 
+def _number(shape: re.Pattern, width: str, name: str) -> int | None:
+    """The number of image `name` under a pattern's `_shape`, or None if the pattern does not
+    give that name (`%04d` gives `0007`, not `7` or `00007`)."""
+    found = shape.match(name)
+    return int(found[1]) if found and f"%{width}d" % int(found[1]) == found[1] else None
+
+
 def names_image_of(pattern: Path, name: str) -> bool:
     """Whether file `name` is one of the images `pattern` names."""
-    shape, width = _shape(pattern.name)
-    found = shape.match(name)
-    return bool(found) and f"%{width}d" % int(found[1]) == found[1]
+    return _number(*_shape(pattern.name), name) is not None
 
 
 def find_sequence(pattern: Path) -> ImageSequence:
@@ -105,8 +105,8 @@ def find_sequence(pattern: Path) -> ImageSequence:
     folder, name = pattern.parent, pattern.name
     if not folder.is_dir():
         raise InputError(f"input not found: {folder} (the folder of {pattern})")
-    shape = _shape(name)[0]
-    numbers = sorted(int(shape.match(e.name)[1]) for e in folder.iterdir() if names_image_of(pattern, e.name))
+    shape, width = _shape(name)
+    numbers = sorted(n for e in folder.iterdir() if (n := _number(shape, width, e.name)) is not None)
     if not numbers:
         raise InputError(f"input not found: no images match {pattern}")
     first = numbers[0]
