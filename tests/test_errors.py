@@ -93,12 +93,13 @@ def test_truncated_matroska_is_damaged_exit_8(ext, tmp_path, monkeypatch, capsys
 
 
 @pytest.mark.parametrize(
-    ("ext", "audio"), [(".mkv", True), (".mp4", True), (".webm", False), (".mov", False)]
+    ("ext", "audio"), [(".mkv", True), (".mp4", True), (".webm", False), (".mov", False), (".avi", False)]
 )
 def test_whole_files_are_not_mistaken_for_truncated_ones(ext, audio, tmp_path, monkeypatch, capsys):
     """The damage check compares with the video track's own declared end: audio running past the
-    video (the AAC tail) or a duration that counts the last frame is normal, and stays `done`."""
-    codec = "libvpx-vp9" if ext == ".webm" else "libx264"
+    video (the AAC tail), a duration that counts the last frame, or VFR frames in AVI (whose last
+    frame ends a frame short of the declared end) are normal, and stay `done`."""
+    codec = {".webm": "libvpx-vp9", ".avi": "mpeg4"}.get(ext, "libx264")
     clip = make_clip(tmp_path / f"in{ext}", frames=12, codec=codec, audio=audio)
     vfr = make_clip(tmp_path / f"vfr{ext}", frames=6, codec=codec, pts=[0, 40, 200, 240, 260, 400])
     for source in (clip, vfr):
