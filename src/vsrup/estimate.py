@@ -100,7 +100,7 @@ def estimate(upscaler: Upscaler, source: Path | str, target: Path | str) -> Esti
     info = probe(source)
     settings = upscaler.settings
     codec = choose_codec(target, settings.encode, info)
-    pix_fmt = choose_pix_fmt(av.codec.Codec(codec, "w"), info, settings.encode)
+    pix_fmt = choose_pix_fmt(av.codec.Codec(codec, "w"), info, settings.encode, target.suffix)
     out_size = upscaler.model.output_size(info.width, info.height)
     notes = []
     if target.exists() and not settings.overwrite:

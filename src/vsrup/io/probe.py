@@ -46,7 +46,7 @@ class VideoInfo:
     codec: str
     time_base: Fraction
     frame_rate: Fraction | None  # average rate; None if the container does not know
-    frames: int | None  # from the container header; None if absent (then estimated by duration)
+    frames: int | None  # from the container header (exact); None if absent (then estimated by duration)
     duration: float | None
     rotation: int
     color: ColorInfo
@@ -54,6 +54,12 @@ class VideoInfo:
     subtitle_streams: int = 0
     other_streams: list[str] = field(default_factory=list)
     timecode: str | None = None  # SMPTE start timecode of the first frame (see io.timecode)
+
+    @property
+    def frames_exact(self) -> bool:
+        """Whether `frames_estimate` is the container's own count (MP4's index) rather than a guess
+        from the duration (Matroska, WebM), which may be a frame or so off."""
+        return bool(self.frames)
 
     @property
     def frames_estimate(self) -> int | None:
@@ -69,6 +75,8 @@ def open_input(path: Path) -> av.container.InputContainer:
         raise InputError(f"input not found: {path}")
     if path.is_dir():
         raise InputError(f"input is a folder, not a video: {path}")
+    if path.stat().st_size == 0:  # FFmpeg would say "Invalid data found when processing input"
+        raise InputError(f"empty file: {path}")
     try:
         return av.open(str(path), "r")
     except (av.error.InvalidDataError, av.error.FFmpegError, UnicodeDecodeError) as exc:
@@ -94,11 +102,7 @@ def probe(path: Path | str) -> VideoInfo:
             raise InputError(f"video stream of {path} has no frame size (corrupt?)")
         fmt = ctx.format
         depth = max((c.bits for c in fmt.components), default=8) if fmt is not None else 8
-        duration = None
-        if stream.duration is not None and stream.time_base is not None:
-            duration = float(stream.duration * stream.time_base)
-        elif container.duration is not None:
-            duration = container.duration / av.time_base
+        duration = _video_duration(container, stream)
         return VideoInfo(
             path=path,
             width=ctx.width,
@@ -117,6 +121,30 @@ def probe(path: Path | str) -> VideoInfo:
             other_streams=[s.type for s in container.streams if s.type not in ("video", "audio", "subtitle")],
             timecode=read_timecode(container),
         )
+
+
+def _video_duration(container, stream) -> float | None:
+    """Seconds of video: the stream's own duration; else Matroska's per-stream DURATION tag (the
+    end of the stream's last frame, so less its start); else the container's, which also spans
+    the audio and can be a frame or two longer."""
+    if stream.duration is not None and stream.time_base is not None:
+        return float(stream.duration * stream.time_base)
+    tagged = _clock_seconds(stream.metadata.get("DURATION") or stream.metadata.get("duration"))
+    if tagged is not None:
+        start = float(stream.start_time * stream.time_base) if stream.start_time and stream.time_base else 0.0
+        return max(0.0, tagged - start)
+    if container.duration is not None:
+        return container.duration / av.time_base
+    return None
+
+
+def _clock_seconds(text: str | None) -> float | None:
+    """`HH:MM:SS.fraction` (Matroska's DURATION tag) in seconds; None if absent or malformed."""
+    try:
+        hours, minutes, seconds = (text or "").split(":")
+        return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+    except ValueError:
+        return None
 
 
 def _rotation(path: Path) -> int:
