@@ -187,7 +187,7 @@ class Upscaler:
         if self.settings.verbose:
             reporter.message(f"{info.path.name}: {plan.describe()}")
         started = time.perf_counter()
-        reporter.start(str(source), span.length(info.frames_estimate))
+        reporter.start(str(source), span.length(info.frames_estimate), exact=info.frames_exact)
         if frame_range is None and (left := not_carried(info, target.suffix.lower())):
             reporter.message(left)  # timecode and other data streams: said once, not dropped silently
         work = None
