@@ -188,7 +188,7 @@ class VideoWriter:
         SMPTE label of the first frame written, where the container can hold one."""
         self.info = info
         self.path = path
-        self.path_ext = fmt_ext
+        self.fmt_ext = fmt_ext
         codec_name = choose_codec(Path("x" + fmt_ext), settings, info)
         # A segment keeps every timestamp as given: by default NUT shifts a B-frame stream that starts
         # at pts 0 (negative decode times) later by the reorder delay, which moved segment 0.
@@ -213,7 +213,7 @@ class VideoWriter:
         stream = self.container.add_stream(codec_name, rate=rate)
         codec = stream.codec_context.codec
         stream.width, stream.height = size
-        stream.pix_fmt = choose_pix_fmt(codec, info, settings, self.path_ext)
+        stream.pix_fmt = choose_pix_fmt(codec, info, settings, self.fmt_ext)
         # Encode in the input's time base so that every pts is written back exactly as read.
         stream.time_base = info.time_base
         stream.codec_context.time_base = info.time_base
