@@ -225,3 +225,20 @@ def test_every_audio_track_is_reencoded_for_webm_with_its_length(tmp_path, upsca
         assert abs(float(frames[0].pts * frames[0].time_base)) < 0.04
     assert source[1][0] == 44100
     assert caplog.text.count("re-encoding audio stream") == 2
+
+
+def test_444_input_stays_444_in_mkv_and_mp4_says_once_that_it_is_420(tmp_path, upscaler, caplog):
+    """Issue 25: 4:4:4 input became 4:2:0 without a word. Matroska keeps the layout (H.264 High
+    4:4:4); MP4 is for players that mostly cannot play it, so it is 4:2:0 and said once."""
+    from vsrup.io import writer
+
+    writer._warn_once.cache_clear()  # said once per process: another test may have said it
+    clip = make_clip(tmp_path / "in.mkv", frames=3, codec="ffv1")
+    assert probe(clip).pix_fmt == "yuv444p"
+    kept = upscaler.upscale_file(clip, tmp_path / "out.mkv").output
+    assert probe(kept).pix_fmt == "yuv444p" and probe(kept).codec == "h264"
+    assert "4:2:0" not in caplog.text
+    for name in ("a.mp4", "b.mp4"):
+        assert probe(upscaler.upscale_file(clip, tmp_path / name).output).pix_fmt == "yuv420p"
+    said = [r.getMessage() for r in caplog.records if "4:2:0" in r.getMessage()]
+    assert len(said) == 1 and "4:4:4" in said[0] and ".mkv" in said[0]

@@ -67,6 +67,19 @@ def test_folder_keeps_layout_reports_the_bad_file_and_exits_7(folder, tmp_path, 
     assert kinds.index(("finish", "failed", broken)) < kinds.index(("finish", "done", last))
 
 
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux's /proc")
+def test_a_batch_into_an_unwritable_folder_is_one_exit_4_before_any_work(folder, monkeypatch, capsys):
+    """Issue 25: it was one "cannot create" failure per file and exit 7. /proc refuses new files
+    and folders to everyone, root included."""
+    loads = []
+    monkeypatch.setattr(Upscaler, "__init__", lambda self, settings: loads.append(settings))
+    code, out, err = run_cli(monkeypatch, capsys, "upscale", str(folder), "/proc/vsrup-up/", "-m", "bicubic")
+    lines = err.strip().splitlines()
+    assert code == 4, err
+    assert len(lines) == 1 and lines[0].startswith("vsrup: error: output folder is not writable: /proc")
+    assert loads == [] and out == ""
+
+
 def test_skip_existing_leaves_finished_outputs_alone(folder, tmp_path, monkeypatch, capsys):
     (folder / "sub" / "broken.mp4").unlink()
     out = tmp_path / "out"

@@ -1,5 +1,6 @@
 """`vsrup bench`: every measurement runs end to end in its own process and reports positive numbers
-in the documented structure. No timing is asserted (the machine is shared); only that times exist."""
+in the documented structure. No timing is asserted (the machine is shared); only that times exist
+and that the rates agree with the report's own frames and seconds."""
 
 from __future__ import annotations
 
@@ -32,6 +33,9 @@ def test_bench_bicubic_end_to_end_reports_every_part(tmp_path):
     for part in ("upscale", "floor", "decode", "encode"):
         assert report[part]["frames"] == 6, part
         positive(report[part], "fps", "seconds", "peak_rss_mib")
+        # fps is checkable without timing anything: the report's own frames over its own seconds
+        # (rounded to 4 decimals; a doubled or per-window fps is far off).
+        assert report[part]["fps"] == pytest.approx(6 / report[part]["seconds"], rel=0.01), part
     # The model run and the floor run load torch and a model; decoding alone does not.
     assert report["decode"]["peak_rss_mib"] < report["floor"]["peak_rss_mib"]
     assert report["upscale"]["rss_after_load_mib"] <= report["upscale"]["peak_rss_mib"]
@@ -41,6 +45,7 @@ def test_bench_bicubic_end_to_end_reports_every_part(tmp_path):
     assert set(stages["seconds"]) == {"model", "transfer", "total"}  # not a latent model: no steps
     positive(stages["seconds"], "model", "transfer", "total")
     positive(stages, "model_fps_in_window", "model_fps_effective")
+    assert stages["model_fps_in_window"] == pytest.approx(4 / stages["seconds"]["model"], rel=0.01)
 
     length = report["length"]
     assert (length["short_frames"], length["long_frames"]) == (3, 6)

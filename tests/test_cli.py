@@ -26,6 +26,24 @@ def test_upscale_help_shows_examples():
     assert "vsrup upscale in.mp4 out.mp4" in result.stdout
 
 
+def test_upscale_help_reads_at_80_columns():
+    """Issue 25: at 80 columns the help was 258 lines, every help text squeezed into a column of
+    about 18 characters beside the widest option name. Panels size their columns apart."""
+    result = subprocess.run(
+        [sys.executable, "-m", "vsrup.cli", "upscale", "--help"], capture_output=True, text=True,
+        timeout=300, env=os.environ | {"COLUMNS": "80"},
+    )  # fmt: skip
+    lines = result.stdout.splitlines()
+    assert result.returncode == 0 and len(lines) < 150, len(lines)
+    assert "…" not in result.stdout  # no option name cut short
+    # A wrapped help text goes on under its column: where it starts says how wide that column is.
+    wrapped = [line for line in lines if line.startswith("│    ") and line.strip("│ ")]
+    assert wrapped
+    for line in wrapped:
+        column = len(line) - len(line[1:].lstrip()) - 1
+        assert len(line) <= 80 and 80 - 2 - column >= 36, line
+
+
 def test_version_and_missing_argument_exit_codes():
     assert vsrup("--version").stdout.startswith("vsrup ")
     result = vsrup("upscale", "only-one-path.mp4")

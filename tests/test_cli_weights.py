@@ -50,6 +50,14 @@ def test_models_lists_every_model_with_a_size(tmp_path, monkeypatch):
         assert text in table
 
 
+def test_models_table_wraps_at_80_columns_instead_of_cutting():
+    """Issue 25: at 80 columns the descriptions ended in "super-resoluti…"."""
+    table = CliRunner().invoke(app, ["models"], env={"COLUMNS": "80"}).output
+    assert "…" not in table and all(len(line) <= 80 for line in table.splitlines())
+    words = " ".join(table.split())
+    assert "super-resolution" in words and "RAIL++-M" in words
+
+
 def test_a_model_without_weights_fails_before_any_model_library_loads(tmp_path):
     script = (
         "import sys\n"

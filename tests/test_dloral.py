@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import math
 
-import pytest
 import torch
 import torch.nn.functional as F
 from tiny_sd import TINY_UNET, TINY_VAE
@@ -187,13 +186,36 @@ def test_small_and_odd_inputs_are_processed_larger_and_returned_at_the_asked_siz
     assert min(sizes[0]) * 8 >= 96
 
 
-@pytest.mark.parametrize("fix", ["adain", "wavelet", "none"])
 @torch.no_grad()
-def test_colour_fix_options_give_valid_frames(fix):
-    model = tiny_dloral()
-    model.color_fix = fix
-    out = model.upscale(torch.rand(2, 3, 8, 8))
-    assert out.shape == (2, 3, 32, 32) and 0 <= out.min() and out.max() <= 1
+def test_colour_fix_options_give_valid_frames_each_with_its_own_colours():
+    """adain takes the input's colour statistics, wavelet the input's low frequencies (so it differs
+    from no fix by a smooth field only), none the model's own colours. Frames with a strong colour
+    cast against an untrained model, whose own colours are far from it, tell the three apart
+    (issue 25: an always-adain model passed the old test)."""
+    cast = torch.tensor([0.7, 0.35, 0.5])[None, :, None, None]
+    frames = (cast + 0.1 * torch.rand(2, 3, 8, 8, generator=torch.Generator().manual_seed(3))).clamp(0, 1)
+    out = {}
+    for fix in ("adain", "wavelet", "none"):
+        model = tiny_dloral()
+        model.color_fix = fix
+        out[fix] = model.upscale(frames)
+        assert out[fix].shape == (2, 3, 32, 32) and 0 <= out[fix].min() and out[fix].max() <= 1
+    reference = F.interpolate(frames, scale_factor=4, mode="bicubic", align_corners=False)
+
+    def stats(x):
+        flat = x.flatten(2)
+        return flat.mean(-1), flat.std(-1)
+
+    def roughness(x):  # mean absolute difference of neighbouring pixels
+        return (x.diff(dim=-1).abs().mean() + x.diff(dim=-2).abs().mean()).item()
+
+    ref_mean, ref_std = stats(reference)
+    (adain_mean, adain_std), (wavelet_mean, wavelet_std), (none_mean, _) = map(stats, out.values())
+    assert (none_mean - ref_mean).abs().max() > 0.2  # the model's own colours are far off
+    assert (adain_mean - ref_mean).abs().max() < 0.01 and (adain_std - ref_std).abs().max() < 0.01
+    assert (wavelet_mean - ref_mean).abs().max() < 0.1  # low frequencies from the input ...
+    assert (wavelet_std - ref_std).abs().max() > 0.05  # ... detail from the model, not adain's spread
+    assert roughness(out["wavelet"] - out["none"]) < 0.1 * roughness(out["none"])
 
 
 @torch.no_grad()

@@ -90,18 +90,35 @@ def test_a_range_estimates_only_its_frames(tmp_path):
     assert not (tmp_path / "o.mp4").exists()
 
 
-def test_host_peak_allows_for_the_heap_growth_of_a_long_run(tmp_path, monkeypatch):
-    """Issue 17: 1380 MB estimated against 1.93 GB measured (289 frames, 180p → 720p): the heap
-    grows for ~100 frames, a two-window calibration sees only part of it. The estimate scales the
-    calibration's growth above the loaded process (figures of that job)."""
+def host_peak_estimate(monkeypatch, tmp_path, loaded_mb: float, calibration_peak_mb: float, frames: int):
+    """The dry-run's host peak for a clip of `frames` frames, when the process held `loaded_mb`
+    before the calibration and `calibration_peak_mb` after it (figures of a real job); the
+    calibration itself is a real one of two windows of 9 frames (bicubic), as for the tiny model."""
     from vsrup import estimate as estimate_module
 
-    monkeypatch.setattr(estimate_module, "resident_mb", lambda: 250.0)  # model loaded
-    monkeypatch.setattr(estimate_module, "peak_rss_mb", lambda: 1337.6)  # after the calibration
-    clip = make_clip(tmp_path / "clip.mkv", frames=20, size=(64, 48))
-    upscaler = Upscaler(UpscaleSettings(model="bicubic", scale=2, device="cpu", window=4, overlap=1))
+    monkeypatch.setattr(estimate_module, "resident_mb", lambda: loaded_mb)
+    monkeypatch.setattr(estimate_module, "peak_rss_mb", lambda: calibration_peak_mb)
+    clip = make_clip(tmp_path / f"clip{frames}.mkv", frames=frames, size=(32, 16))
+    upscaler = Upscaler(UpscaleSettings(model="bicubic", scale=2, device="cpu", window=9, overlap=0))
     est = estimate(upscaler, clip, tmp_path / "out.mkv")
-    lookahead = (50 - est.calibration_frames) * 128 * 96 * 1.5 / 2**20
-    grown = 250.0 + estimate_module.HEAP_GROWTH * (1337.6 - 250.0)
-    assert est.peak_host_mb == pytest.approx(grown + lookahead, abs=0.1)
-    assert est.peak_host_mb > 1.3 * 1337.6 - 0.3 * 250.0  # the ×1.31 measured in-process, at least
+    assert est.frames == frames
+    return est.peak_host_mb
+
+
+def test_host_peak_allows_for_the_heap_growth_of_a_long_run(tmp_path, monkeypatch):
+    """Issue 17: 1380 MB estimated for a job whose peak was 1768 MB (/usr/bin/time -v; tiny ×4,
+    289 frames, 180p → 720p): the heap grows for ~70 frames, a two-window calibration sees only part
+    of it. The figures are that job's (250 MB loaded, 1337.6 MB after the calibration); the expected
+    peak is the measured one, not the module's own formula."""
+    peak = host_peak_estimate(monkeypatch, tmp_path, 250.0, 1337.6, frames=289)
+    assert abs(peak - 1768) <= 0.15 * 1768, peak
+
+
+def test_host_peak_of_a_short_clip_is_not_charged_a_long_runs_growth(tmp_path, monkeypatch):
+    """Issue 25: on the 45-frame sample clip (tiny ×4) the dry run said 2.4-2.5 GB where runs peaked
+    at 1826-1939 MB (/usr/bin/time -v, five runs). Its calibrations peaked at 1616-1866 MB over
+    ~550 MB loaded (this machine is shared, and the peak moves with it): both ends must land
+    within 15 % of the measured range."""
+    for calibration_peak in (1866.0, 1616.0):
+        peak = host_peak_estimate(monkeypatch, tmp_path, 550.0, calibration_peak, frames=45)
+        assert 0.85 * 1826 <= peak <= 1.15 * 1939, (calibration_peak, peak)

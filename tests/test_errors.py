@@ -53,6 +53,16 @@ def test_missing_input_exits_3(tmp_path, monkeypatch, capsys):
     assert not target.exists()
 
 
+def test_an_empty_file_says_empty_file(tmp_path, monkeypatch, capsys):
+    """Issue 25: a 0-byte file got FFmpeg's "Invalid data found when processing input"."""
+    empty = tmp_path / "empty.mp4"
+    empty.touch()
+    code, _, err = run_cli(monkeypatch, capsys, *upscale_args(empty, tmp_path / "out.mp4"))
+    assert code == 3
+    assert_one_line(err, "empty file", "empty.mp4")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty.mp4"]
+
+
 def test_text_file_named_mp4_is_not_a_video(tmp_path, monkeypatch, capsys):
     fake = tmp_path / "notes.mp4"
     fake.write_text("this is a shopping list, not a video\n" * 50)
@@ -193,6 +203,21 @@ def test_output_folder_not_writable_exits_4(clip, tmp_path, monkeypatch, capsys)
     assert code == 4
     assert_one_line(err, "not writable", str(folder))
     assert not (folder / "out.mp4").exists()
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux's /proc")
+def test_output_where_no_file_can_be_created_fails_before_any_frame(clip, monkeypatch, capsys):
+    """Issue 25: /proc takes no new files, even from root, whom access(2) lets write anywhere: the
+    run upscaled every frame and failed at the end. The folder is now tried for real, up front."""
+    import vsrup.upscale
+
+    decoded = []
+    real = vsrup.upscale.read_frames
+    monkeypatch.setattr(vsrup.upscale, "read_frames", lambda *a, **k: decoded.append(1) or real(*a, **k))
+    code, _, err = run_cli(monkeypatch, capsys, *upscale_args(clip, Path("/proc/vsrup-out.mp4")))
+    assert code == 4
+    assert_one_line(err, "not writable", "/proc")
+    assert decoded == []
 
 
 def test_disk_full_mid_run_leaves_no_file(tmp_path, monkeypatch, capsys):

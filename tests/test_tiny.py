@@ -191,10 +191,8 @@ def test_shipped_weights_beat_bicubic_on_held_out_frames(scale):
     from vsrup.evaluate import load_hr, make_lr, psnr_y
     from vsrup.models import load_model
 
-    try:
-        model = load_model("tiny", scale, torch.device("cpu"), torch.float32)
-    except WeightsError:
-        pytest.skip(f"tiny ×{scale} weights not shipped yet")
+    # The weights are committed: a loader that cannot read them fails here, it is not a skip.
+    model = load_model("tiny", scale, torch.device("cpu"), torch.float32)
     hr = load_hr(DATA / "frames" / "reds_demo_lr", frames=3, scale=scale)[..., 20:140, 60:220]
     lr = make_lr(hr, scale, "bicubic")
     with torch.no_grad():

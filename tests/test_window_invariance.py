@@ -59,7 +59,6 @@ def run(
     return frames_of(target)
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("name", ["dloral", "osediff"])
 def test_every_windowing_gives_the_same_frames(bundles, clip, tmp_path, name, monkeypatch):
     reference = run(bundles[name], clip, tmp_path / "w2.mkv", window=2)
@@ -79,7 +78,6 @@ def test_every_windowing_gives_the_same_frames(bundles, clip, tmp_path, name, mo
     assert all(np.array_equal(a, b) for a, b in zip(resumed, reference, strict=True))
 
 
-@pytest.mark.slow
 def test_a_devices_split_gives_the_same_frames(bundles, clip, tmp_path):
     settings = UpscaleSettings(
         model=str(bundles["dloral"]), scale=4, device="cpu", dtype="fp32", encode=LOSSLESS

@@ -10,7 +10,8 @@ window reports + all frames × seconds per frame of the final flush (see `_rates
 
 Peak memory: GPU, the peak allocated by torch during calibration (a window is the unit of work, so
 it does not grow with the video). Host: what the process held before the calibration (the model
-loaded), plus the calibration's growth above that scaled by `HEAP_GROWTH`, plus room for the frames
+loaded), plus the calibration's growth above that scaled by `heap_growth` (up to `HEAP_GROWTH`
+for a job of `HEAP_SETTLED_FRAMES` frames or more, less for a shorter one), plus room for the frames
 an x264/x265 encoder holds in its lookahead, which a short calibration never fills. The scaling is
 there because the heap keeps growing for ~60-100 frames before it settles (`hostmem`: windows reuse
 freed heap buffers, and the heap fragments), far longer than a calibration of two windows runs.
@@ -40,9 +41,15 @@ CALIBRATION_MIN_FRAMES = 8
 # Steady host heap growth over a calibration's, above the RSS with the model loaded. Measured with
 # benchmarks/host_memory_growth.py (tiny ×4, 320×180 → 1280×720, 289 frames, 2-core CPU): RSS 244 MB
 # loaded, 1392 MB after two windows, flat at 1745 MB from frame 68 on (×1.31 in that process). The
-# CLI's peak is higher (1768 MB, /usr/bin/time -v), so the factor carries a margin: the dry-run
-# of that job says 1792 MB (1380 MB before this factor).
-HEAP_GROWTH = 1.45
+# CLI's peak is higher (1768 MB, /usr/bin/time -v; ×1.40 over that dry-run's calibration), and the
+# factor is that: the estimate aims at the peak, the calibration's own noise (±150 MB on a shared
+# machine) is the error bar. The dry-run of that job says 1773 MB (1380 MB before this factor).
+HEAP_GROWTH = 1.40
+# ... reached once this many frames have gone through; a shorter job stops part way. Linear in
+# between, as measured: +7 MB a frame from the calibration's 1392 MB to 1745 MB at frame 68. A
+# 45-frame job charged the whole growth was estimated 1.3× its peak (issue 25: the sample clip,
+# 2382-2499 MB said, 1826-1939 MB measured; now 1878-2015).
+HEAP_SETTLED_FRAMES = 70
 LOOKAHEAD_FRAMES = {"libx264": 50, "libx265": 50}  # rc-lookahead 40 + B-frames + threads, roughly
 
 
@@ -100,7 +107,7 @@ def estimate(upscaler: Upscaler, source: Path | str, target: Path | str) -> Esti
     info = probe(source)
     settings = upscaler.settings
     codec = choose_codec(target, settings.encode, info)
-    pix_fmt = choose_pix_fmt(av.codec.Codec(codec, "w"), info, settings.encode)
+    pix_fmt = choose_pix_fmt(av.codec.Codec(codec, "w"), info, settings.encode, target.suffix)
     out_size = upscaler.model.output_size(info.width, info.height)
     notes = []
     if target.exists() and not settings.overwrite:
@@ -131,7 +138,8 @@ def estimate(upscaler: Upscaler, source: Path | str, target: Path | str) -> Esti
         notes.append("the input does not say how many frames it has: no total time estimate")
     lookahead = LOOKAHEAD_FRAMES.get(codec, 0)
     bytes_per_pixel = 1.5 * (2 if "10" in pix_fmt or "12" in pix_fmt else 1)  # 4:2:0 planes
-    lookahead_mb = max(0, lookahead - result.frames) * out_size[0] * out_size[1] * bytes_per_pixel / 2**20
+    held = min(lookahead, total) if total is not None else lookahead  # a short video fills less of it
+    lookahead_mb = max(0, held - result.frames) * out_size[0] * out_size[1] * bytes_per_pixel / 2**20
     gpu_mb = None
     if upscaler.device.type == "cuda":
         gpu_mb = torch.cuda.max_memory_allocated(upscaler.device) / 2**20
@@ -157,7 +165,7 @@ def estimate(upscaler: Upscaler, source: Path | str, target: Path | str) -> Esti
         flush_s_per_frame=round(per_flush_frame, 4),
         seconds_per_frame=round(per_window_frame + per_flush_frame, 4),
         estimated_s=None if estimated is None else round(estimated, 1),
-        peak_host_mb=round(steady_host_mb(loaded_mb, peak_rss_mb()) + lookahead_mb, 1),
+        peak_host_mb=round(steady_host_mb(loaded_mb, peak_rss_mb(), result.frames, total) + lookahead_mb, 1),
         peak_gpu_mb=None if gpu_mb is None else round(gpu_mb, 1),
         notes=notes,
     )
@@ -179,10 +187,24 @@ def _rates(clock: _Clock, started: float, elapsed: float, frames: int) -> tuple[
     return first_time - started, per_window_frame, (started + elapsed - last_time) / max(frames, 1)
 
 
-def steady_host_mb(loaded_mb: float, calibration_peak_mb: float) -> float:
-    """The host peak of a long run: the calibration's growth above the loaded process, scaled by
-    HEAP_GROWTH (see the module docstring); never below the peak already seen."""
-    return max(calibration_peak_mb, loaded_mb + HEAP_GROWTH * (calibration_peak_mb - loaded_mb))
+def steady_host_mb(
+    loaded_mb: float, calibration_peak_mb: float, calibration_frames: int = 0, total: int | None = None
+) -> float:
+    """The host peak of the whole run: the calibration's growth above the loaded process, scaled
+    by the heap growth of a run of `total` frames (see the module docstring); never below the
+    peak already seen."""
+    growth = heap_growth(calibration_frames, total)
+    return max(calibration_peak_mb, loaded_mb + growth * (calibration_peak_mb - loaded_mb))
+
+
+def heap_growth(calibration_frames: int, total: int | None) -> float:
+    """How much more the heap grows in a run of `total` frames than in the calibration: up to
+    HEAP_GROWTH at HEAP_SETTLED_FRAMES, in proportion before; the whole of it for an unknown
+    length."""
+    if total is None:
+        return HEAP_GROWTH
+    reached = (total - calibration_frames) / max(HEAP_SETTLED_FRAMES - calibration_frames, 1)
+    return 1 + (HEAP_GROWTH - 1) * min(1.0, max(0.0, reached))
 
 
 def resident_mb() -> float:

@@ -16,23 +16,37 @@ from typing import TextIO
 
 @dataclass
 class Rate:
-    """Frames done, frames per second and time left for one file."""
+    """Frames done, frames per second and time left for one file.
+
+    `total` is the container's count where `exact`, else an estimate from the duration (Matroska
+    and WebM list no frame count): the total shown never falls below the frames done, and at the
+    end it is the frames written."""
 
     total: int | None
     done: int = 0
     started: float = field(default_factory=time.perf_counter)
     earlier: int = 0  # frames an earlier run finished (--resume): done, but not this run's speed
+    exact: bool = True
 
     @property
-    def fps(self) -> float:
+    def fps(self) -> float | None:
+        """This run's frames per second; None until this run has finished a frame (a resumed job's
+        earlier frames say nothing of the speed)."""
         elapsed = time.perf_counter() - self.started
-        return (self.done - self.earlier) / elapsed if elapsed > 0 else 0.0
+        if self.done <= self.earlier or elapsed <= 0:
+            return None
+        return (self.done - self.earlier) / elapsed
+
+    @property
+    def shown_total(self) -> int | None:
+        return None if self.total is None else max(self.total, self.done)
 
     @property
     def eta_s(self) -> float | None:
-        if not self.total or self.done <= self.earlier:  # no frame of this run yet: no speed
+        fps = self.fps
+        if not self.total or fps is None:
             return None
-        return max(0.0, (self.total - self.done) / max(self.fps, 1e-9))
+        return max(0.0, (self.shown_total - self.done) / max(fps, 1e-9))
 
 
 class Reporter:
@@ -42,8 +56,9 @@ class Reporter:
         self.rate = Rate(None)
         self.file = ""
 
-    def start(self, file: str, total: int | None) -> None:
-        self.file, self.rate = file, Rate(total)
+    def start(self, file: str, total: int | None, exact: bool = True) -> None:
+        """A file begins; `total` frames (an estimate unless `exact`)."""
+        self.file, self.rate = file, Rate(total, exact=exact)
 
     def advance(self, frames: int, stage: str = "upscale") -> None:
         self.rate.done += frames
@@ -122,20 +137,21 @@ class JsonReporter(Reporter):
         self.stream.write(json.dumps(event) + "\n")
         self.stream.flush()
 
-    def start(self, file: str, total: int | None) -> None:
-        super().start(file, total)
-        self._emit(event="start", file=file, frames_total=total)
+    def start(self, file: str, total: int | None, exact: bool = True) -> None:
+        super().start(file, total, exact)
+        event = {"event": "start", "file": file, "frames_total": total}
+        self._emit(**(event if exact else event | {"frames_total_estimated": True}))
 
     def advance(self, frames: int, stage: str = "upscale") -> None:
         super().advance(frames, stage)
-        eta = self.rate.eta_s
+        eta, fps = self.rate.eta_s, self.rate.fps
         self._emit(
             event="progress",
             file=self.file,
             stage=stage,
             frames_done=self.rate.done,
-            frames_total=self.rate.total,
-            fps=round(self.rate.fps, 3),
+            frames_total=self.rate.shown_total,
+            fps=None if fps is None else round(fps, 3),
             eta_s=None if eta is None else round(eta, 1),
         )
 
@@ -170,16 +186,18 @@ class LineReporter(Reporter):
         now = time.perf_counter()
         if now - self._last >= self.interval:
             self._last = now
-            total = self.rate.total or "?"
-            eta = self.rate.eta_s
+            total = self.rate.shown_total
+            total = "?" if total is None else f"{total}" if self.rate.exact else f"~{total}"
+            fps, eta = self.rate.fps, self.rate.eta_s
+            speed = "" if fps is None else f", {fps:.2f} fps"  # a resumed job's first line has none yet
             eta_text = f", ETA {eta:.0f}s" if eta is not None else ""
-            self.stream.write(
-                f"{self.file}: {self.rate.done}/{total} frames, {self.rate.fps:.2f} fps{eta_text}\n"
-            )
+            self.stream.write(f"{self.file}: {self.rate.done}/{total} frames{speed}{eta_text}\n")
 
     def finish(self, status: str = "done", **extra: object) -> None:
         frames = extra.get("frames", self.rate.done)
-        self.stream.write(f"{self.file}: {status}, {frames} frames at {self.rate.fps:.2f} fps\n")
+        fps = self.rate.fps
+        speed = "" if fps is None else f" at {fps:.2f} fps"
+        self.stream.write(f"{self.file}: {status}, {frames} frames{speed}\n")
 
     def message(self, text: str) -> None:
         self.stream.write(text + "\n")
@@ -198,25 +216,30 @@ class RichReporter(Reporter):
             TextColumn("[bold]{task.description}"),
             BarColumn(),
             MofNCompleteColumn(),
-            TextColumn("{task.fields[fps]:.2f} fps"),
+            TextColumn("{task.fields[fps]}"),
             TimeRemainingColumn(),
             console=self.console,
         )
         self.progress.start()
         self.task = None
 
-    def start(self, file: str, total: int | None) -> None:
-        super().start(file, total)
+    def start(self, file: str, total: int | None, exact: bool = True) -> None:
+        super().start(file, total, exact)
         self.file = Path(file).name  # a bar has room for the name only
-        self.task = self.progress.add_task(self.file, total=total, fps=0.0)
+        self.task = self.progress.add_task(self.file, total=total, fps="")
 
     def advance(self, frames: int, stage: str = "upscale") -> None:
         super().advance(frames, stage)
-        self.progress.update(self.task, advance=frames, fps=self.rate.fps)
+        fps = self.rate.fps
+        speed = "" if fps is None else f"{fps:.2f} fps"
+        self.progress.update(self.task, advance=frames, total=self.rate.shown_total, fps=speed)
 
     def finish(self, status: str = "done", **extra: object) -> None:
-        if self.task is not None:
-            self.progress.update(self.task, total=self.rate.done, description=f"{self.file} [{status}]")
+        if self.task is not None:  # the bar ends at the frames written, whatever was estimated
+            frames = extra.get("frames", self.rate.done)
+            self.progress.update(
+                self.task, completed=frames, total=frames, description=f"{self.file} [{status}]"
+            )
 
     def message(self, text: str) -> None:
         self.console.print(text)

@@ -200,7 +200,7 @@ class Upscaler:
         if self.settings.verbose:
             reporter.message(f"{info.path.name}: {plan.describe()}")
         started = time.perf_counter()
-        reporter.start(str(source), span.length(info.frames_estimate))
+        reporter.start(str(source), span.length(info.frames_estimate), exact=info.frames_exact)
         left = sequence.left_out(info) if is_pattern(target) else not_carried(info, target.suffix.lower())
         if frame_range is None and left:
             reporter.message(left)  # timecode and other data streams: said once, not dropped silently

@@ -33,23 +33,23 @@ UPSCALE_HELP = """Upscale a video (or every video of a folder) and keep its audi
 
 [bold]Examples[/bold]
 
-  vsrup upscale in.mp4 out.mp4                     [dim]# ×4 with the built-in model[/dim]
+  vsrup upscale in.mp4 out.mp4                    [dim]# ×4, the built-in model[/dim]
 
-  vsrup upscale in.mp4 out.mp4 --scale 2 --crf 16   [dim]# ×2, higher quality encode[/dim]
+  vsrup upscale in.mp4 out.mp4 -s 2 --crf 16      [dim]# ×2, a finer encode[/dim]
 
-  vsrup upscale in.mkv out.mkv --model dloral --tile 96   [dim]# diffusion model, tiled[/dim]
+  vsrup upscale in.mkv out.mkv -m dloral --tile 96  [dim]# diffusion, tiled[/dim]
 
-  vsrup upscale in.mp4 out.mp4 --progress json      [dim]# one JSON object per line[/dim]
+  vsrup upscale in.mp4 out.mp4 --progress json    [dim]# JSON lines[/dim]
 
-  vsrup upscale clips/ out/ --suffix _x4 --skip-existing   [dim]# a folder, keeping its layout[/dim]
+  vsrup upscale clips/ out/ --suffix _x4 --skip-existing  [dim]# a folder[/dim]
 
-  vsrup upscale a.mp4 b.mkv "more/*.mov" out/       [dim]# several inputs into one folder[/dim]
+  vsrup upscale a.mp4 b.mkv "more/*.mov" out/     [dim]# into one folder[/dim]
 
-  vsrup upscale long.mp4 out.mp4 --resume           [dim]# rerun after a crash to continue[/dim]
+  vsrup upscale long.mp4 out.mp4 --resume         [dim]# continue after a crash[/dim]
 
-  vsrup upscale "frames/%04d.png" out.mp4 --fps 24  [dim]# numbered images in (a folder of them too)[/dim]
+  vsrup upscale "frames/%04d.png" out.mp4 --fps 24  [dim]# numbered images in[/dim]
 
-  vsrup upscale in.mp4 frames_x4 --format png       [dim]# numbered PNGs out (16-bit for >8-bit input)[/dim]
+  vsrup upscale in.mp4 frames_x4 --format png     [dim]# numbered PNGs out[/dim]
 """
 
 
@@ -58,10 +58,9 @@ def upscale(
     paths: list[str] = typer.Argument(  # str, not Path: a trailing / (output folder) must survive
         ...,
         metavar="INPUT... OUTPUT",
-        help="Inputs (videos, image sequences as frames/%04d.png or a folder of numbered images, "
-        "folders of videos, globs), then the output: a file for one input (its extension picks the "
-        "container; an existing folder or one ending in / gets the input's name), an image pattern "
-        "(out/%04d.png), else a folder.",
+        help="Videos, image sequences (frames/%04d.png, or a folder of numbered images), folders "
+        "or globs, then the output: a file for one input (its extension picks the container), an "
+        "image pattern (out/%04d.png), else a folder (an existing one, or ending in /).",
         show_default=False,
     ),
     scale: options.Scale = 4,
@@ -76,29 +75,49 @@ def upscale(
     scene_cuts: bool = typer.Option(
         True,
         "--scene-cuts/--no-scene-cuts",
-        help="Restart the temporal windows at shot changes, so no frame borrows detail from another shot "
-        "(temporal models only).",
+        help="Restart windows at shot changes (temporal models).",
+        rich_help_panel=options.MEMORY_PANEL,
     ),
     verbose: bool = typer.Option(
-        False, "--verbose", "-v", help="Print the chosen device, window, overlap, tile and speed switches."
-    ),
+        False,
+        "--verbose",
+        "-v",
+        help="Print the chosen device, window, tile and speed switches.",
+        rich_help_panel=options.SHOW_PANEL,
+    ),  # fmt: skip
     codec: str = typer.Option(
         None,
         metavar="NAME",
-        help="Video encoder (default by extension: .mp4/.mov/.mkv → libx264 (H.264), libx265 (HEVC) for "
-        ">8-bit input; .webm → libvpx-vp9 (VP9)); ffv1 in .mkv is lossless.",
+        help="Video encoder; by extension: libx264 (H.264; libx265 for >8-bit input) in "
+        ".mp4/.mov/.mkv, libvpx-vp9 (VP9) in .webm; ffv1 in .mkv is lossless.",
         show_default=False,
+        rich_help_panel=options.ENCODE_PANEL,
     ),
-    crf: int = typer.Option(None, help="Encoder quality (x264/x265 CRF, default 18)."),
-    preset: str = typer.Option(None, help="Encoder preset, e.g. slow, medium, veryfast."),
+    crf: int = typer.Option(
+        None,
+        metavar="N",
+        help="x264/x265 quality, lower is better (default 18).",
+        rich_help_panel=options.ENCODE_PANEL,
+    ),
+    preset: str = typer.Option(
+        None,
+        metavar="NAME",
+        help="Encoder preset: slow, medium, veryfast...",
+        rich_help_panel=options.ENCODE_PANEL,
+    ),
     pix_fmt: str = typer.Option(
-        None, "--pix-fmt", help="Output pixel format (default: yuv420p, 10-bit for 10-bit input)."
+        None,
+        "--pix-fmt",
+        metavar="FMT",
+        help="Pixel format (default: yuv420p, 10-bit for >8-bit input; 4:4:4 and 4:2:2 kept in .mkv).",
+        rich_help_panel=options.ENCODE_PANEL,
     ),
     audio: AudioMode = typer.Option(
         AudioMode.auto,
         "--audio",
-        help="auto: copy the audio, re-encoding only what the container cannot hold (Opus for .webm, "
-        "AAC for .mp4); copy: copy or fail; none: leave the audio out.",
+        metavar="MODE",
+        help="auto: copy, re-encode what the container cannot hold; copy: copy or fail; none: drop it.",
+        rich_help_panel=options.ENCODE_PANEL,
     ),
     fps: str = typer.Option(
         None,
@@ -115,66 +134,96 @@ def upscale(
     ),
     overwrite: options.Overwrite = False,
     progress: ProgressMode = typer.Option(
-        ProgressMode.auto, envvar="VSRUP_PROGRESS", help="Progress display."
+        ProgressMode.auto,
+        envvar="VSRUP_PROGRESS",
+        metavar="MODE",
+        help="auto, bar, json or quiet.",
+        rich_help_panel=options.SHOW_PANEL,
+    ),  # fmt: skip
+    quiet: bool = typer.Option(
+        False, "--quiet", "-q", help="Same as --progress quiet.", rich_help_panel=options.SHOW_PANEL
     ),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="Same as --progress quiet."),
-    suffix: str = typer.Option("", help="Added to output names in a folder, e.g. _x4: clip_x4.mp4."),
+    suffix: str = typer.Option(
+        "",
+        metavar="TEXT",
+        help="Added to output names in a folder: _x4 makes clip_x4.mp4.",
+        rich_help_panel=options.FILES_PANEL,
+    ),  # fmt: skip
     skip_existing: bool = typer.Option(
-        False, "--skip-existing", help="Skip inputs whose output exists (outputs are only ever complete)."
-    ),
+        False,
+        "--skip-existing",
+        help="Skip inputs whose output exists (outputs are only ever complete).",
+        rich_help_panel=options.FILES_PANEL,
+    ),  # fmt: skip
     resume: bool = typer.Option(
-        False, "--resume", help="Keep finished parts of a long job beside the output; rerun to continue."
-    ),
+        False,
+        "--resume",
+        help="Keep finished parts beside the output; rerun to continue.",
+        rich_help_panel=options.FILES_PANEL,
+    ),  # fmt: skip
     compare: CompareMode = typer.Option(
         None,
         "--compare",
-        help="Write a comparison video [bold]instead of[/bold] the upscaled one (one input file): "
-        "split = bicubic left half | model right half, output size; side = \\[bicubic | model], twice as wide.",
+        metavar="MODE",
+        help="Write a comparison video [bold]instead[/bold] (one input): split = bicubic left half, "
+        "model right half; side = both side by side, twice as wide.",
         show_default=False,
+        rich_help_panel=options.SHOW_PANEL,
     ),
     dry_run: bool = typer.Option(
         False,
         "--dry-run",
-        help="Print the settings that would be used and a time and peak-memory estimate from a short "
-        "calibration run on the first frames (one input file); write nothing. JSON with --progress json.",
+        help="Write nothing; print the settings and a time and peak-memory estimate from a short "
+        "calibration run (one input; JSON with --progress json).",
+        rich_help_panel=options.SHOW_PANEL,
     ),
     start: str = typer.Option(
         None,
         "--start",
-        help="Upscale only from here: seconds (12.5), a clock time (00:01:02.5) or a frame index (120f). "
-        "The output is a video-only segment, identical to that part of a whole run.",
+        metavar="TIME",
+        help="Upscale only from here: 12.5 (s), 00:01:02.5 or 120f (a frame); video only.",
         show_default=False,
+        rich_help_panel=options.FILES_PANEL,
     ),
     end: str = typer.Option(
-        None, "--end", help="Upscale only up to here (exclusive); same forms as --start.", show_default=False
-    ),
+        None,
+        "--end",
+        metavar="TIME",
+        help="Upscale only up to here (exclusive), as --start.",
+        show_default=False,
+        rich_help_panel=options.FILES_PANEL,
+    ),  # fmt: skip
     devices: str = typer.Option(
         None,
         "--devices",
         envvar="VSRUP_DEVICES",
-        help="Split each video into segments and run one worker per device: cuda:0,cuda:1,… or all.",
+        metavar="LIST",
+        help="One worker per device on segments of each video: cuda:0,cuda:1 or all.",
         show_default=False,
+        rich_help_panel=options.SPLIT_PANEL,
     ),
     ray_address: str = typer.Option(
         None,
         "--ray",
-        help="Run segments and files as Ray tasks: local (start Ray here), auto (this machine's "
-        'cluster) or ray://HEAD:10001. Needs pip install "vsrup\\[ray]".',
+        metavar="ADDR",
+        help='Run on Ray: local, auto or ray://HEAD:10001 (pip install "vsrup\\[ray]").',
         show_default=False,
+        rich_help_panel=options.SPLIT_PANEL,
     ),
     reference_postprocess: bool = typer.Option(
         False,
         "--reference-postprocess",
-        help="dloral/osediff: finish frames as the official code does (truncated to 8 bit before and "
-        "after the colour fix, resized back with PIL) instead of vsrup's rounding, which keeps "
-        "half a level on average and the extra bits of a 10-bit output.",
+        help="Finish frames as the official code does (8-bit truncation, PIL resize) instead of "
+        "rounding, which keeps half a level and a 10-bit output's extra bits.",
+        rich_help_panel=options.DIFFUSION_PANEL,
     ),
     prompt: str = typer.Option(
         "",
         "--prompt",
-        help="Text the diffusion models (dloral, osediff) condition on, e.g. a caption of the video "
-        "(default: empty, as converted). Encoded once by the SD 2.1 text encoder, then cached.",
+        metavar="TEXT",
+        help="Text to condition on, e.g. a caption (default: empty, as converted).",
         show_default=False,
+        rich_help_panel=options.DIFFUSION_PANEL,
     ),
 ) -> None:
     from vsrup.weights import preflight

@@ -40,10 +40,15 @@ def models_command(
     if json_:
         typer.echo(json.dumps(rows, indent=2, default=str))
         return
+    from rich import box
     from rich.console import Console
     from rich.table import Table
 
-    table = Table("model", "ready", "size", "license", "source", "description")
+    # At 80 columns the text columns wrap (fold a long word) instead of cutting it with "…".
+    table = Table("model", "ready", "size", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    table.add_column("license", overflow="fold", max_width=16)
+    table.add_column("source", overflow="fold")
+    table.add_column("description", overflow="fold")
     for row in rows:
         size = weights.describe_size(row)
         table.add_row(

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -32,8 +33,23 @@ def check_output(source: Path, target: Path, overwrite: bool) -> None:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise OutputError(f"cannot create output folder {folder}: {exc.strerror}") from None
-    if not os.access(folder, os.W_OK):
-        raise OutputError(f"output folder is not writable: {folder}")
+    check_writable(folder)
+
+
+def check_writable(folder: Path) -> None:
+    """Raise OutputError unless a file can be created in `folder` (or, while it does not exist yet,
+    in the nearest folder above it). Tried for real, not by permission bits: root passes every
+    `os.access` test, yet cannot create files in /proc or on a read-only mount."""
+    here = Path(folder).absolute()
+    while not here.exists() and here != here.parent:
+        here = here.parent
+    if not here.is_dir():
+        raise OutputError(f"output folder is not writable: {folder} ({here} is not a folder)")
+    try:
+        with tempfile.NamedTemporaryFile(dir=here, prefix=".vsrup-write-test-"):
+            pass
+    except OSError as exc:
+        raise OutputError(f"output folder is not writable: {folder} ({exc.strerror or exc})") from None
 
 
 def output_path(target: Path) -> Path:

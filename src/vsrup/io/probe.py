@@ -47,7 +47,7 @@ class VideoInfo:
     codec: str
     time_base: Fraction
     frame_rate: Fraction | None  # average rate; None if the container does not know
-    frames: int | None  # from the container header; None if absent (then estimated by duration)
+    frames: int | None  # from the container header (exact); None if absent (then estimated by duration)
     duration: float | None
     rotation: int
     color: ColorInfo
@@ -56,6 +56,12 @@ class VideoInfo:
     other_streams: list[str] = field(default_factory=list)
     timecode: str | None = None  # SMPTE start timecode of the first frame (see io.timecode)
     video_end: float | None = None  # when the video stream is declared to end, in seconds (`_video_end`)
+
+    @property
+    def frames_exact(self) -> bool:
+        """Whether `frames_estimate` is the container's own count (MP4's index) rather than a guess
+        from the duration (Matroska, WebM), which may be a frame or so off."""
+        return bool(self.frames)
 
     @property
     def frames_estimate(self) -> int | None:
@@ -74,6 +80,8 @@ def open_input(path: Path, fps: Fraction | None = None) -> av.container.InputCon
         raise InputError(f"input not found: {path}")
     if path.is_dir():
         raise InputError(f"input is a folder, not a video: {path}")
+    if path.stat().st_size == 0:  # FFmpeg would say "Invalid data found when processing input"
+        raise InputError(f"empty file: {path}")
     try:
         return av.open(str(path), "r")
     except (av.error.InvalidDataError, av.error.FFmpegError, UnicodeDecodeError) as exc:
@@ -99,11 +107,7 @@ def probe(path: Path | str, fps: Fraction | None = None) -> VideoInfo:
             raise InputError(f"video stream of {path} has no frame size (corrupt?)")
         fmt = ctx.format
         depth = max((c.bits for c in fmt.components), default=8) if fmt is not None else 8
-        duration = None
-        if stream.duration is not None and stream.time_base is not None:
-            duration = float(stream.duration * stream.time_base)
-        elif container.duration is not None:
-            duration = container.duration / av.time_base
+        duration = _video_duration(container, stream)
         return VideoInfo(
             path=path,
             width=ctx.width,
@@ -134,15 +138,31 @@ def _video_end(container, stream) -> float | None:
     start = float(stream.start_time * base) if stream.start_time is not None and base else 0.0
     if stream.duration and base:
         return start + float(stream.duration * base)
+    # Matroska's DURATION tag is where the track's last frame ends (see _video_duration).
     if seconds := _clock_seconds(stream.metadata.get("DURATION") or stream.metadata.get("duration")):
-        return start + seconds
+        return max(start, seconds)
     if len(container.streams) == 1 and container.duration:
         return ((container.start_time or 0) + container.duration) / av.time_base
     return None
 
 
+def _video_duration(container, stream) -> float | None:
+    """Seconds of video: the stream's own duration; else Matroska's per-stream DURATION tag (the
+    end of the stream's last frame, so less its start); else the container's, which also spans
+    the audio and can be a frame or two longer."""
+    if stream.duration is not None and stream.time_base is not None:
+        return float(stream.duration * stream.time_base)
+    tagged = _clock_seconds(stream.metadata.get("DURATION") or stream.metadata.get("duration"))
+    if tagged is not None:
+        start = float(stream.start_time * stream.time_base) if stream.start_time and stream.time_base else 0.0
+        return max(0.0, tagged - start)
+    if container.duration is not None:
+        return container.duration / av.time_base
+    return None
+
+
 def _clock_seconds(text: str | None) -> float | None:
-    """`00:01:02.500000000` → 62.5; None for anything else."""
+    """`HH:MM:SS.fraction` (Matroska's DURATION tag) in seconds; None if absent or malformed."""
     try:
         hours, minutes, seconds = (text or "").split(":")
         return int(hours) * 3600 + int(minutes) * 60 + float(seconds)

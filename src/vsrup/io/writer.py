@@ -12,6 +12,7 @@ import functools
 import io
 import logging
 import math
+import re
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -31,6 +32,9 @@ _DEFAULT_CODEC = {".mp4": "libx264", ".m4v": "libx264", ".mov": "libx264", ".mkv
 _DEFAULT_CODEC |= {".webm": "libvpx-vp9", ".avi": "mpeg4", ".nut": "ffv1"}
 WRITABLE_VIDEO = tuple(_DEFAULT_CODEC)  # the video containers we write
 _LOSSLESS_CODECS = {"ffv1"}
+# Containers for editing and archiving, whose players decode H.264/HEVC 4:4:4 and 4:2:2 in
+# software: the input's chroma layout is kept there (see `choose_pix_fmt`).
+KEEP_CHROMA_CONTAINERS = {".mkv", ".nut"}
 # >8-bit input in an H.264 container: HEVC Main10, tagged hvc1 where the container is MP4/QuickTime
 # (Apple devices and browsers play only that tag; hev1 is FFmpeg's default).
 _HIGH_DEPTH_CODEC = "libx265"
@@ -96,7 +100,13 @@ def writable_extension(ext: str) -> str:
     return ext if ext.lower() in _DEFAULT_CODEC else ".mkv"
 
 
-def choose_pix_fmt(codec: av.codec.Codec, info: VideoInfo, settings: EncodeSettings) -> str:
+def choose_pix_fmt(
+    codec: av.codec.Codec, info: VideoInfo, settings: EncodeSettings, ext: str | None = None
+) -> str:
+    """`--pix-fmt`, else 8-bit 4:2:0 (10-bit for >8-bit input). The input's chroma layout (4:4:4,
+    4:2:2) is kept in the containers made for editing and archiving (`.mkv`, `.nut`) and by a
+    lossless codec; `.mp4`/`.mov`/`.webm` are for playing, and most players (browsers, phones,
+    hardware decoders) cannot play H.264 High 4:4:4, so there it becomes 4:2:0, said once."""
     supported = [f.name for f in (codec.video_formats or [])]
     if settings.pix_fmt:
         if supported and settings.pix_fmt not in supported:
@@ -104,7 +114,18 @@ def choose_pix_fmt(codec: av.codec.Codec, info: VideoInfo, settings: EncodeSetti
                 f"{codec.name} cannot encode {settings.pix_fmt}; it takes {', '.join(supported)}"
             )
         return settings.pix_fmt
-    wanted = ["yuv420p10le", "yuv420p"] if info.bit_depth > 8 else ["yuv420p"]
+    deep = "10le" if info.bit_depth > 8 else ""
+    wanted = [f"yuv420p{deep}", "yuv420p"]
+    chroma = chroma_of(info.pix_fmt)
+    if chroma in ("444", "422"):
+        if codec.name in _LOSSLESS_CODECS or (ext or "").lower() in KEEP_CHROMA_CONTAINERS:
+            wanted = [f"yuv{chroma}p{deep}", f"yuv{chroma}p", *wanted]
+        elif ext:
+            _warn_once(
+                f"the input is {chroma[0]}:{chroma[1]}:{chroma[2]} ({info.pix_fmt}); a {ext} output is "
+                f"4:2:0 ({wanted[0]}), which every player plays; write .mkv, or --pix-fmt "
+                f"yuv{chroma}p{deep}, to keep full chroma"
+            )
     if codec.name in _LOSSLESS_CODECS:  # lossless: keep the input's layout where possible
         wanted = [info.pix_fmt, *wanted]
     for name in wanted:
@@ -113,15 +134,22 @@ def choose_pix_fmt(codec: av.codec.Codec, info: VideoInfo, settings: EncodeSetti
     return supported[0]
 
 
+def chroma_of(pix_fmt: str) -> str | None:
+    """ "444", "422", "420"... for a planar YUV format name (yuv444p10le, yuvj422p); None otherwise
+    (RGB, grey, palette: pictures whose 4:2:0 output is no loss of their layout)."""
+    match = re.match(r"yuvj?(4\d\d)p", pix_fmt)
+    return match[1] if match else None
+
+
 def segment_codec(output: Path, settings: EncodeSettings, info: VideoInfo | None = None) -> EncodeSettings:
-    """Encode settings for segment files of `output`: the codec the output's extension picks (for
-    the input `info`), named explicitly, since segment files have an extension of their own."""
-    return EncodeSettings(
-        codec=choose_codec(Path(output), settings, info),
-        crf=settings.crf,
-        preset=settings.preset,
-        pix_fmt=settings.pix_fmt,
-    )
+    """Encode settings for segment files of `output`: the codec and pixel format the output's
+    extension picks (for the input `info`), named explicitly, since segment files have an
+    extension of their own."""
+    codec = choose_codec(Path(output), settings, info)
+    pix_fmt = settings.pix_fmt
+    if pix_fmt is None and info is not None:
+        pix_fmt = choose_pix_fmt(av.codec.Codec(codec, "w"), info, settings, Path(output).suffix)
+    return EncodeSettings(codec=codec, crf=settings.crf, preset=settings.preset, pix_fmt=pix_fmt)
 
 
 def check_audio(info: VideoInfo, output: Path, audio: str) -> None:
@@ -161,6 +189,7 @@ class VideoWriter:
         SMPTE label of the first frame written, where the container can hold one."""
         self.info = info
         self.path = path
+        self.fmt_ext = fmt_ext
         codec_name = choose_codec(Path("x" + fmt_ext), settings, info)
         # A segment keeps every timestamp as given: by default NUT shifts a B-frame stream that starts
         # at pts 0 (negative decode times) later by the reorder delay, which moved segment 0.
@@ -185,7 +214,7 @@ class VideoWriter:
         stream = self.container.add_stream(codec_name, rate=rate)
         codec = stream.codec_context.codec
         stream.width, stream.height = size
-        stream.pix_fmt = choose_pix_fmt(codec, info, settings)
+        stream.pix_fmt = choose_pix_fmt(codec, info, settings, self.fmt_ext)
         # Encode in the input's time base so that every pts is written back exactly as read.
         stream.time_base = info.time_base
         stream.codec_context.time_base = info.time_base

@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from vsrup.errors import UsageError
-from vsrup.io.files import output_exists
+from vsrup.io.files import check_writable, output_exists
 from vsrup.io.sequence import is_pattern
 from vsrup.progress import Reporter
 from vsrup.run.jobs import Outcome, raise_if_failed, read_paths, skipped, unfinished
@@ -46,6 +46,9 @@ def upscale_paths(
             todo.append(job)
     if not todo and single:
         return outcomes
+    if not single:  # one exit 4 up front, not one failure per file after the model has loaded
+        for folder in sorted({job.target.parent for job in todo}):
+            check_writable(folder)
     try:
         outcomes += executor.run(todo, reporter, single) if todo else []
     except KeyboardInterrupt:
