@@ -122,15 +122,19 @@ def upscale(
     fps: str = typer.Option(
         None,
         "--fps",
-        help="Frame rate of image-sequence inputs: 25 (the default), 23.976, 24000/1001…",
+        metavar="RATE",
+        help="Frame rate of image-sequence inputs: 25 (the default), 23.976 or 24000/1001.",
         show_default=False,
+        rich_help_panel=options.FILES_PANEL,
     ),
     output_format: str = typer.Option(
         None,
         "--format",
-        help="Output kind: png or tiff (numbered images in a folder; 16-bit for >8-bit input) or a "
-        "video extension (mp4, mkv…). Default: the output's extension, else like the input.",
+        metavar="KIND",
+        help="png or tiff: numbered images in a folder (16-bit for >8-bit input); or a video "
+        "extension (mp4, mkv). Default: the output's extension, else like the input.",
         show_default=False,
+        rich_help_panel=options.FILES_PANEL,
     ),
     overwrite: options.Overwrite = False,
     progress: ProgressMode = typer.Option(
