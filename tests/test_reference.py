@@ -128,7 +128,9 @@ def test_frames_that_are_not_8bit_are_resized_without_rounding_to_8bit():
 @torch.no_grad()
 def test_dloral_matches_the_reference_stage_by_stage(dloral):
     ref = load_file(str(FIXTURE / "dloral.safetensors"))
-    torch.testing.assert_close(dloral.prompt_embeds, ref["prompt_embeds"], atol=1e-6, rtol=0)
+    # The fixture's embedding was computed under torch 2.13; 2.14's CPU kernels accumulate in
+    # another order, which moves one value of 1232 by 1.07e-6 (a few fp32 ulps of a value ~1).
+    torch.testing.assert_close(dloral.prompt_embeds, ref["prompt_embeds"], atol=2e-6, rtol=0)
     cond = pngs("dloral", "input", [0, 1, 2]) * 2 - 1
     torch.testing.assert_close(dloral.prepare(lr_frames()), cond, atol=0, rtol=0)
 
