@@ -362,7 +362,9 @@ def test_ctrl_c_or_kill_mid_run_leaves_nothing(tmp_path, sent, code, word):
     process.send_signal(sent)
     started = time.monotonic()
     _, err = process.communicate(timeout=60)
-    assert time.monotonic() - started < 10  # the decode/encode threads do not hold the exit up
+    # The decode/encode threads do not hold the exit up (a held exit would run the whole clip);
+    # 30 s, not less: on a loaded 2-core machine the interpreter alone takes seconds to unwind.
+    assert time.monotonic() - started < 30
     assert process.returncode == code
     assert progress[-1]["frames_done"] < 240  # it was really stopped mid-run
     assert_one_line(err, f"{word}; no partial output was left behind")
