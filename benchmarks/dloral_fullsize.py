@@ -97,7 +97,6 @@ def main() -> None:
         write_bundle(args.write_bundle, tensors, config)
     model = model.to(device=device, dtype=dtype).eval().requires_grad_(False)
     model.chunk = args.chunk
-    model.tiles.latent_tile = args.latent_tile
     if args.channels_last:
         model.set_channels_last()
     if args.compile:
@@ -112,14 +111,14 @@ def main() -> None:
     with torch.inference_mode():
         if cuda:
             t0 = time.perf_counter()
-            model.upscale(frames)  # warm-up: cuDNN autotuning, allocator, compiling
+            model.upscale(frames, args.latent_tile)  # warm-up: cuDNN autotuning, allocator, compiling
             torch.cuda.synchronize(device)
             warmup_s = round(time.perf_counter() - t0, 1)
             torch.cuda.reset_peak_memory_stats(device)
         times = []
         for _ in range(args.repeat if cuda else 1):
             t0, c0 = time.perf_counter(), time.process_time()
-            out = model.upscale(frames)
+            out = model.upscale(frames, args.latent_tile)
             if cuda:
                 torch.cuda.synchronize(device)
             times.append(time.perf_counter() - t0)

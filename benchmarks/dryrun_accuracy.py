@@ -29,12 +29,14 @@ from vsrup.upscale import Upscaler, UpscaleSettings
 SAMPLE = Path(__file__).resolve().parents[1] / "examples" / "dog_320x180.mp4"
 
 
-@models.register("tiny-untrained")
-def _untrained_tiny(scale: int, device: torch.device, dtype: torch.dtype) -> models.VSRModel:
+def _untrained_tiny(scale: int, device: torch.device, dtype: torch.dtype, options) -> models.VSRModel:
     from vsrup.models.tiny import TinyConfig, TinyVSR
 
     torch.manual_seed(0)
     return TinyVSR(TinyConfig(scale=scale)).to(device=device, dtype=dtype)
+
+
+models.register("tiny-untrained", _untrained_tiny, scales=(2, 4), kind="random weights")
 
 
 def measure(clip: Path, model: str, scale: int, device: str) -> dict:

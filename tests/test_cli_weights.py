@@ -37,7 +37,7 @@ def test_models_lists_every_model_with_a_size(tmp_path, monkeypatch):
     monkeypatch.setenv("VSRUP_CACHE", str(tmp_path))
     monkeypatch.delenv("VSRUP_WEIGHTS", raising=False)
     rows = {r["name"]: r for r in json.loads(CliRunner().invoke(app, ["models", "--json"]).output)}
-    assert list(rows) == ["tiny", "sd21-base", "dloral", "osediff", "bicubic"]
+    assert list(rows) == ["tiny", "dloral", "osediff", "bicubic", "sd21-base"]  # models, then base weights
     assets = Path(__file__).resolve().parents[1] / "src" / "vsrup" / "assets"
     shipped = sum(p.stat().st_size for p in assets.glob("tiny_x*.safetensors"))
     assert rows["tiny"]["size"] == shipped  # the sizes pinned in weights.toml are the files' own
@@ -163,5 +163,5 @@ def test_prompt_reaches_the_model_loader(tmp_path, monkeypatch, capsys):
     args = ["upscale", str(clip), str(tmp_path / "o.mp4"), "-m", "tiny", "-q", "--prompt", "a dog"]
     code, _, err = run_cli(monkeypatch, capsys, *args)
     assert code == 2
-    assert "--prompt applies to dloral, osediff, not to the tiny model" in one_line(err)
+    assert "--prompt does not apply to the tiny model (it takes no text prompt)" in one_line(err)
     assert not (tmp_path / "o.mp4").exists()

@@ -12,21 +12,22 @@ from typer.testing import CliRunner
 from vsrup.cli import app
 from vsrup.compare import CompareModel, bicubic, compose, divider_width
 from vsrup.errors import UsageError
-from vsrup.models.base import VSRModel
+from vsrup.models.base import ModelDescription, VSRModel
 from vsrup.upscale import Upscaler, UpscaleSettings
 
 
 class Zeros(VSRModel):
     """A 'model' whose output is black, so its half is easy to tell from bicubic's."""
 
-    name = "zeros"
-    temporal_context = 0
-
     def __init__(self, scale: int) -> None:
         super().__init__()
         self.scale = scale
 
-    def upscale(self, frames: torch.Tensor) -> torch.Tensor:
+    @property
+    def description(self) -> ModelDescription:
+        return ModelDescription("zeros", self.scale, (self.scale,))
+
+    def upscale(self, frames: torch.Tensor, tile: int = 0) -> torch.Tensor:
         t, c, h, w = frames.shape
         return frames.new_zeros(t, c, h * self.scale, w * self.scale)
 

@@ -143,14 +143,15 @@ def test_x0_is_fused_latent_minus_unet_of_each_pair_and_frame0_pairs_with_itself
 @torch.no_grad()
 def test_latent_tiles_get_the_matching_window_of_the_downsampled_images():
     model = tiny_dloral()
-    model.tiles.latent_tile, model.tiles.latent_overlap = 8, 4
+    model.tile_overlap = 4  # a model-internal switch, declared in its description
+    assert model.description.tiling.overlap == 4
     frames = torch.rand(2, 3, 16, 24)  # latents 8×12 → two tiles side by side
     cond = model.prepare(frames)
     latents = model.encode(cond)
     packed = model.temporal_fuse(latents, cond)
     calls = []
     model.cfr.register_forward_hook(lambda module, args, out: calls.append((args[1], args[3])))
-    x0 = model.denoise(packed, latents)
+    x0 = model.denoise(packed, latents, tile=8)
     assert x0.shape == latents.shape and torch.isfinite(x0).all()
     assert len(calls) == 2
     for cur, cur_img in calls:
@@ -179,7 +180,7 @@ def test_small_and_odd_inputs_are_processed_larger_and_returned_at_the_asked_siz
     model.process_size = 96  # 7×9 × 4 = 28×36 < 96: enlarged first
     sizes = []
     real_decode = model.decode
-    model.decode = lambda x0: sizes.append(x0.shape[-2:]) or real_decode(x0)
+    model.decode = lambda x0, tile=0: sizes.append(x0.shape[-2:]) or real_decode(x0, tile)
     out = model.upscale(torch.rand(2, 3, 7, 9))
     assert out.shape == (2, 3, 28, 36)
     assert 0 <= out.min() and out.max() <= 1
@@ -222,8 +223,8 @@ def test_colour_fix_options_give_valid_frames_each_with_its_own_colours():
 def test_each_output_depends_on_its_frame_and_predecessor_only_whatever_the_window():
     # The contract behind `neighbourhood = (1, 0)`: once a window's first output is set aside (unless
     # the window starts the video), every frame's output is the same in every window it sits in.
-    assert DLoRAL.neighbourhood == (1, 0)
     model = tiny_dloral()
+    assert model.description.neighbourhood == (1, 0)
     model.chunk = 1  # one pair per UNet call: every window then computes each pair alike, bit for bit
     frames = torch.rand(6, 3, 8, 8, generator=torch.Generator().manual_seed(4))
     whole = model.upscale(frames)
@@ -231,7 +232,7 @@ def test_each_output_depends_on_its_frame_and_predecessor_only_whatever_the_wind
         # windows of this size overlapping by one frame, the last one ending at the last frame
         for start in sorted({*range(0, 6 - size, size - 1), 6 - size}):
             out = model.upscale(frames[start : start + size])
-            first = 0 if start == 0 else model.neighbourhood[0]
+            first = 0 if start == 0 else model.description.neighbourhood[0]
             torch.testing.assert_close(out[first:], whole[start + first : start + size], atol=0, rtol=0)
     # The set-aside output really is different: a window's first frame is paired with itself.
     assert (model.upscale(frames[2:4])[0] - whole[2]).abs().max() > 1e-3

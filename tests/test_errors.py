@@ -245,10 +245,10 @@ def test_disk_full_mid_run_leaves_no_file(tmp_path, monkeypatch, capsys):
     ],
 )
 def test_weights_errors_exit_5(clip, tmp_path, monkeypatch, capsys, message):
-    def broken_loader(scale, device, dtype):
+    def broken_loader(scale, device, dtype, options):
         raise WeightsError(message)
 
-    monkeypatch.setitem(models._LOADERS, "broken", broken_loader)
+    monkeypatch.setitem(models.catalogue.ENTRIES, "broken", models.CatalogueEntry("broken", broken_loader))
     code, _, err = run_cli(monkeypatch, capsys, "upscale", str(clip), str(tmp_path / "o.mp4"), "-m", "broken")
     assert code == 5
     assert_one_line(err, message)
@@ -258,9 +258,16 @@ def test_weights_errors_exit_5(clip, tmp_path, monkeypatch, capsys, message):
 @pytest.mark.parametrize(
     ("options", "fragment"),
     [
-        (["--scale", "3"], "--scale must be one of 2, 4 (got 3)"),
-        (["--tile", "5"], "--tile must be 0 (off) or at least 8"),
-        (["--tile", "16", "-m", "tiny"], "--tile must be 0 (off) or at least 40 for the tiny model"),
+        (["--scale", "3"], "--scale must be one of 2, 4 for the bicubic model (got 3)"),
+        (["--scale", "3", "-m", "tiny"], "--scale must be one of 2, 4 for the tiny model (got 3)"),
+        # One limit, one message: the model's declared smallest tile (issue 25 item 4).
+        (["--tile", "1", "-m", "tiny"], "--tile must be 0 (off) or at least 40 for the tiny model (got 1)"),
+        (["--tile", "8", "-m", "tiny"], "--tile must be 0 (off) or at least 40 for the tiny model (got 8)"),
+        (["--tile", "39", "-m", "tiny"], "--tile must be 0 (off) or at least 40 for the tiny model (got 39)"),
+        (
+            ["-m", "no-such-model"],
+            "unknown model 'no-such-model'; choose one of: tiny, dloral, osediff, bicubic",
+        ),
         (["--window", "4", "--overlap", "4"], "--overlap must be in [0, 3] for --window 4 (got 4)"),
         (["--window", "2", "--overlap", "7"], "--overlap must be in [0, 1] for --window 2 (got 7)"),
         (["--device", "tpu"], "unknown device 'tpu'"),
@@ -290,11 +297,11 @@ def test_cuda_requested_but_absent_exits_6(clip, tmp_path, monkeypatch, capsys):
 def test_out_of_memory_after_every_tile_fallback_is_a_device_error(clip, tmp_path, monkeypatch):
     """The engine retries CUDA OOM with halving tiles. Without a GPU, let it treat this CPU OOM as
     recoverable (the one CUDA-only check is bypassed) with a model that always runs out of memory."""
-    upscaler = Upscaler(UpscaleSettings(model="bicubic", device="cpu"))
+    upscaler = Upscaler(UpscaleSettings(model="tiny", device="cpu"))
     tried: list[int] = []
 
-    def always_oom(frames):
-        tried.append(upscaler.model.tiles.latent_tile)
+    def always_oom(frames, tile=0):
+        tried.append(tile)
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
 
     monkeypatch.setattr(upscaler.model, "upscale", always_oom)
@@ -303,8 +310,8 @@ def test_out_of_memory_after_every_tile_fallback_is_a_device_error(clip, tmp_pat
     with pytest.raises(DeviceError, match="out of GPU memory even with the smallest tiles") as info:
         upscaler.upscale_file(clip, target)
     assert info.value.exit_code == 6
-    # whole frame, then 128 latent pixels halving while a tile still holds twice the overlap (16)
-    assert tried == [0, 128, 64, 32]
+    # whole frame, then 128 latent pixels halving down to the model's smallest tile (40)
+    assert tried == [0, 128, 64]
     assert not target.exists() and no_leftovers(tmp_path) == []
 
 
@@ -312,7 +319,7 @@ def test_out_of_memory_on_cpu_is_not_retried(clip, tmp_path, monkeypatch):
     upscaler = Upscaler(UpscaleSettings(model="bicubic", device="cpu"))
     calls = []
 
-    def oom(frames):
+    def oom(frames, tile=0):
         calls.append(1)
         raise torch.OutOfMemoryError("out of memory")
 
@@ -323,7 +330,7 @@ def test_out_of_memory_on_cpu_is_not_retried(clip, tmp_path, monkeypatch):
 
 
 def test_unexpected_error_is_one_line_and_debug_shows_traceback(clip, tmp_path, monkeypatch, capsys):
-    def explode(frames):
+    def explode(frames, tile=0):
         raise ZeroDivisionError("boom")
 
     real_load = models.load_model

@@ -71,7 +71,7 @@ def test_eval_upscale_is_exactly_what_vsrup_upscale_writes(tmp_path):
     torch.manual_seed(0)
     model = TinyVSR(TinyConfig(scale=2, width=8, refiner_blocks=1)).eval()
     torch.nn.init.normal_(model.to_pixels.weight, std=0.05)
-    models.register("eval-test")(lambda scale, device, dtype: model)
+    models.register("eval-test", lambda scale, device, dtype, options: model)
     lr = (torch.rand(11, 3, 10, 12) * 255).round() / 255
     clip = write_rgb(
         tmp_path / "lr.mkv", list((lr * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy())

@@ -13,8 +13,8 @@ from torch.utils._pytree import tree_leaves
 
 from vsrup.models.cfr import SPyNet, flow_warp
 from vsrup.models.color import _wavelet_blur, wavelet_color_fix
+from vsrup.models.tiling import tiled_apply
 from vsrup.models.tiny import warp
-from vsrup.pipeline.tiling import tiled_apply
 
 
 def grid_in_input_dtype(x: torch.Tensor, offset: torch.Tensor, padding_mode: str) -> torch.Tensor:

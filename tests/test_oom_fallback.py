@@ -15,12 +15,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from vsrup import models
 from vsrup.devices import is_out_of_memory
 from vsrup.errors import DeviceError
-from vsrup.models.base import VSRModel
+from vsrup.models.base import ModelDescription, Tiling, VSRModel
+from vsrup.models.catalogue import ENTRIES, CatalogueEntry
+from vsrup.models.tiling import tiled_apply
 from vsrup.pipeline.runner import Runner
-from vsrup.pipeline.tiling import tiled_apply
 from vsrup.upscale import Upscaler, UpscaleSettings
 
 LEVELS = [20 + 20 * i for i in range(11)]  # one flat grey level per frame: identifies each frame
@@ -30,9 +30,6 @@ class FlakyNearest(VSRModel):
     """Nearest-neighbour ×scale through `tiled_apply` (so the tile setting is really used), raising
     CUDA's out-of-memory error on the calls numbered in `fail_on` (1-based)."""
 
-    name = "flaky"
-    temporal_context = 1
-
     def __init__(self, scale: int, fail_on: set[int]) -> None:
         super().__init__()
         self.scale, self.fail_on, self.calls = scale, fail_on, 0
@@ -40,15 +37,22 @@ class FlakyNearest(VSRModel):
         self.frames_seen: list[int] = []
         self.register_buffer("_anchor", torch.zeros(()), persistent=False)
 
-    def upscale(self, frames: torch.Tensor) -> torch.Tensor:
+    @property
+    def description(self) -> ModelDescription:
+        # Tiles of input pixels overlapping by 16 each side: the smallest tile is 32.
+        tiling = Tiling("pixel", minimum=8, overlap=16)
+        return ModelDescription(
+            "flaky", self.scale, (self.scale,), neighbourhood=None, context=1, tiling=tiling
+        )
+
+    def upscale(self, frames: torch.Tensor, tile: int = 0) -> torch.Tensor:
         self.calls += 1
-        self.tiles_seen.append(self.tiles.latent_tile)
+        self.tiles_seen.append(tile)
         if self.calls in self.fail_on:
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
         self.frames_seen.append(frames.shape[0])
         up = lambda x: F.interpolate(x, scale_factor=self.scale, mode="nearest")  # noqa: E731
-        tiles = self.tiles
-        return tiled_apply(up, frames, tiles.latent_tile, tiles.latent_overlap, out_scale=self.scale)
+        return tiled_apply(up, frames, tile, self.description.tiling.overlap, out_scale=self.scale)
 
 
 def flat_clip(path: Path, size=(96, 64)) -> Path:
@@ -80,11 +84,11 @@ def flaky(monkeypatch):
     made: list[FlakyNearest] = []
 
     def use(fail_on: set[int]) -> list[FlakyNearest]:
-        def load(scale, device, dtype):
+        def load(scale, device, dtype, options):
             made.append(FlakyNearest(scale, fail_on).to(device=device, dtype=dtype))
             return made[-1]
 
-        monkeypatch.setitem(models._LOADERS, "flaky", load)
+        monkeypatch.setitem(ENTRIES, "flaky", CatalogueEntry("flaky", load))
         monkeypatch.setattr(Runner, "recoverable", lambda self, exc: is_out_of_memory(exc))
         return made
 
@@ -100,7 +104,7 @@ def test_oom_halves_tile_and_keeps_every_frame_once(tmp_path, flaky, fail_on):
 
     model = made[0]
     halvings = len(fail_on)
-    assert model.tiles.latent_tile == 128 >> halvings
+    assert model.tiles_seen[-1] == 128 >> halvings
     # Each failed call (1-based) is followed by a retry of the same window at half the tile.
     for call in sorted(fail_on):
         assert model.tiles_seen[call] == model.tiles_seen[call - 1] // 2
@@ -128,11 +132,11 @@ def test_oom_with_smallest_tile_is_a_device_error_and_leaves_no_output(tmp_path,
 def test_cpu_out_of_memory_is_not_retried(tmp_path, monkeypatch):
     made: list[FlakyNearest] = []
 
-    def load(scale, device, dtype):
+    def load(scale, device, dtype, options):
         made.append(FlakyNearest(scale, {1}))
         return made[-1]
 
-    monkeypatch.setitem(models._LOADERS, "flaky", load)
+    monkeypatch.setitem(ENTRIES, "flaky", CatalogueEntry("flaky", load))
     clip = flat_clip(tmp_path / "in.mp4")
     settings = UpscaleSettings(model="flaky", scale=2, device="cpu", tile=128)
     with pytest.raises(torch.OutOfMemoryError):

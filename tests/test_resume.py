@@ -18,7 +18,9 @@ from conftest import decode_all, interrupt_after_two_segments, make_clip, packet
 
 from vsrup import models, resume
 from vsrup.io.writer import EncodeSettings
+from vsrup.models.base import ModelDescription
 from vsrup.models.bicubic import Bicubic
+from vsrup.models.catalogue import ENTRIES, CatalogueEntry
 from vsrup.progress import Reporter
 from vsrup.run.jobs import plan_jobs
 from vsrup.upscale import Upscaler, UpscaleSettings
@@ -32,20 +34,27 @@ class WindowDependent(Bicubic):
     """Bicubic plus an offset from the window's mean, so a frame shared by two windows blends two
     different outputs: resuming without re-running the window before the cut would show."""
 
-    temporal_context = 1
-    neighbourhood = None  # its output depends on the whole window: windows are blended
     delay = 0.0  # seconds per window, to give a killer time to strike
     calls = 0
 
-    def upscale(self, frames: torch.Tensor) -> torch.Tensor:
+    @property
+    def description(self) -> ModelDescription:
+        # Its output depends on the whole window (context 1 each side): windows are blended.
+        return super().description.but(name="window-dependent", neighbourhood=None, context=1)
+
+    def upscale(self, frames: torch.Tensor, tile: int = 0) -> torch.Tensor:
         WindowDependent.calls += 1
         time.sleep(self.delay)
         return (super().upscale(frames) + 0.3 * (frames.mean() - 0.4)).clamp(0, 1)
 
 
+def load_window_dependent(scale, *_):
+    return WindowDependent(scale)
+
+
 def register_window_dependent(delay: float = 0.0) -> None:
     WindowDependent.delay = delay
-    models._LOADERS["window-dependent"] = lambda scale, device, dtype: WindowDependent(scale)
+    models.register("window-dependent", load_window_dependent)
 
 
 def settings(**changes) -> UpscaleSettings:
@@ -86,7 +95,9 @@ def test_killed_job_resumes_to_the_uninterrupted_output(tmp_path, monkeypatch):
     done = sum(s["frames"] for s in manifest_segments(target))
     assert 16 <= done < len(VFR_MS) and not target.exists()
 
-    monkeypatch.setitem(models._LOADERS, "window-dependent", lambda scale, *_: WindowDependent(scale))
+    monkeypatch.setitem(
+        ENTRIES, "window-dependent", CatalogueEntry("window-dependent", load_window_dependent)
+    )
     WindowDependent.calls = 0
     result = Upscaler(settings(resume=True, segment_frames=8)).upscale_file(clip, target)
     resumed_calls = WindowDependent.calls
@@ -179,7 +190,9 @@ def test_batch_never_takes_resume_folders_as_inputs(tmp_path):
 def test_crash_while_joining_reruns_only_the_join(tmp_path, monkeypatch):
     clip = make_clip(tmp_path / "in.mkv", frames=12)
     target = tmp_path / "out.mkv"
-    monkeypatch.setitem(models._LOADERS, "window-dependent", lambda scale, *_: WindowDependent(scale))
+    monkeypatch.setitem(
+        ENTRIES, "window-dependent", CatalogueEntry("window-dependent", load_window_dependent)
+    )
     monkeypatch.setattr(WindowDependent, "delay", 0.0)
 
     def crash(*args):
@@ -299,10 +312,10 @@ def test_ctrl_c_before_the_first_segment_promises_nothing_and_the_rerun_starts_q
             "--overlap", "2", "--device", "cpu", "--codec", "ffv1", "-q", "--resume"]  # fmt: skip
     real = WindowDependent.upscale
 
-    def stop_at_third_window(self, frames):
+    def stop_at_third_window(self, frames, tile=0):
         if WindowDependent.calls == 2:
             raise KeyboardInterrupt
-        return real(self, frames)
+        return real(self, frames, tile)
 
     WindowDependent.calls = 0
     monkeypatch.setattr(WindowDependent, "upscale", stop_at_third_window)

@@ -28,8 +28,7 @@ from vsrup.upscale import Upscaler, UpscaleSettings
 LOSSLESS = EncodeSettings(codec="ffv1")
 
 
-@models.register("test-temporal")
-def _seeded_temporal(scale: int, device: torch.device, dtype: torch.dtype) -> TinyVSR:
+def _seeded_temporal(scale: int, device: torch.device, dtype: torch.dtype, options=None) -> TinyVSR:
     """The tiny architecture with seeded random weights: each output frame depends on its
     neighbours in the window, so a window grid that moved at a cut would change the output."""
     torch.manual_seed(0)
@@ -38,6 +37,9 @@ def _seeded_temporal(scale: int, device: torch.device, dtype: torch.dtype) -> Ti
     for branch in (model.propagate.backward_branch, model.propagate.forward_branch):
         torch.nn.init.normal_(branch[0].weight, std=0.1)  # (trained-from-zero init: switch it on)
     return model.to(device=device, dtype=dtype)
+
+
+models.register("test-temporal", _seeded_temporal)
 
 
 def test_parse_bound_reads_seconds_clock_times_and_frames():

@@ -15,7 +15,7 @@ from conftest import SHARED_DATA, pattern, write_rgb
 from vsrup import models
 from vsrup.io.probe import probe
 from vsrup.io.reader import read_frames
-from vsrup.models.base import VSRModel
+from vsrup.models.base import ModelDescription, VSRModel
 from vsrup.pipeline import cuts
 from vsrup.pipeline.span import FrameRange
 from vsrup.upscale import Upscaler, UpscaleSettings
@@ -24,15 +24,16 @@ from vsrup.upscale import Upscaler, UpscaleSettings
 class WindowMean(VSRModel):
     """Each output mixes in the mean of its whole window: it changes with any window boundary."""
 
-    name = "window-mean"
-    temporal_context = 1
-
     def __init__(self, scale: int) -> None:
         super().__init__()
         self.scale = scale
         self.weight = torch.nn.Parameter(torch.tensor(0.5))
 
-    def upscale(self, frames: torch.Tensor) -> torch.Tensor:
+    @property
+    def description(self) -> ModelDescription:
+        return ModelDescription("window-mean", self.scale, (self.scale,), neighbourhood=None, context=1)
+
+    def upscale(self, frames: torch.Tensor, tile: int = 0) -> torch.Tensor:
         mixed = frames + self.weight * (frames.mean(0, keepdim=True) - frames)
         return F.interpolate(mixed, scale_factor=self.scale, mode="bilinear", align_corners=False).clamp(0, 1)
 
@@ -40,23 +41,23 @@ class WindowMean(VSRModel):
 class PairModel(VSRModel):
     """DLoRAL's shape: output t from frames t-1 and t; a window's first frame is paired with itself."""
 
-    name = "pair"
-    temporal_context = 1
-    neighbourhood = (1, 0)
-
     def __init__(self, scale: int) -> None:
         super().__init__()
         self.scale = scale
         self.weight = torch.nn.Parameter(torch.tensor(0.3))
 
-    def upscale(self, frames: torch.Tensor) -> torch.Tensor:
+    @property
+    def description(self) -> ModelDescription:
+        return ModelDescription("pair", self.scale, (self.scale,), neighbourhood=(1, 0))
+
+    def upscale(self, frames: torch.Tensor, tile: int = 0) -> torch.Tensor:
         previous = torch.cat([frames[:1], frames[:-1]])
         mixed = (1 - self.weight) * frames + self.weight * previous
         return F.interpolate(mixed, scale_factor=self.scale, mode="bilinear", align_corners=False).clamp(0, 1)
 
 
-models.register("window-mean")(lambda scale, device, dtype: WindowMean(scale).to(device, dtype))
-models.register("pair")(lambda scale, device, dtype: PairModel(scale).to(device, dtype))
+models.register("window-mean", lambda scale, device, dtype, _: WindowMean(scale).to(device, dtype))
+models.register("pair", lambda scale, device, dtype, _: PairModel(scale).to(device, dtype))
 
 
 def shot_a(i: int) -> np.ndarray:

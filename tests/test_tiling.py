@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from vsrup.pipeline.tiling import piece_starts, ramp, tiled_apply
+from vsrup.models.tiling import piece_starts, ramp, tiled_apply
 
 
 def test_ramp_rises_and_falls_across_the_overlaps():

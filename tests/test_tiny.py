@@ -86,7 +86,7 @@ def test_per_frame_switch_equals_single_frame_calls(stride, aligned):
         temporal = model.upscale(frames)
     torch.testing.assert_close(per_frame, alone, rtol=0, atol=1e-5)
     assert (temporal - per_frame).abs().max() > 1e-3  # the switch does switch something off
-    assert model.temporal_context == 1
+    assert model.description.context == 1 and model.description.neighbourhood is None
 
 
 def test_flow_propagation_reaches_the_whole_window_and_only_it():
@@ -219,7 +219,7 @@ def test_shipped_weights_are_checked_against_their_pin(tmp_path, monkeypatch):
 @pytest.mark.parametrize("scale", [4, 2])
 @pytest.mark.parametrize("size", [(80, 128), (79, 127)])
 def test_tiles_bound_memory_without_visible_seams(scale, size):
-    """The planner and the OOM fallback set `tiles.latent_tile` when a frame is too big: the tiny
+    """The planner and the OOM fallback pass a latent `tile` when a frame is too big: the tiny
     model then works tile by tile, and the blended result is within 8-bit rounding of the whole frame
     (odd sizes too: at ×2 every tile must start on the LR/2 latent grid)."""
     from vsrup.models import load_model
@@ -229,12 +229,15 @@ def test_tiles_bound_memory_without_visible_seams(scale, size):
     smooth = F.interpolate(torch.rand(3, 3, 20, 32), scale_factor=4, mode="bicubic").clamp(0, 1)
     frames = smooth[..., : size[0], : size[1]]
     calls = []
-    model.encode = lambda cond, _encode=model.encode: calls.append(cond.shape[-2:]) or _encode(cond)
+    model.encode = lambda cond, tile=0, _encode=model.encode: (
+        calls.append(cond.shape[-2:]) or _encode(cond, tile)
+    )
     with torch.no_grad():
         whole = model.upscale(frames)
         assert len(calls) == 1
-        model.tiles.latent_tile = 40  # the smallest allowed: twice the overlap (latent px; ×2: LR/2)
-        tiled = model.upscale(frames)
+        smallest = model.description.tiling.smallest
+        assert smallest == 40  # twice the overlap (latent px; ×2: LR/2)
+        tiled = model.upscale(frames, smallest)
     whole_area = calls[0][0] * calls[0][1]
     assert len(calls) > 2 and all(h * w < whole_area for h, w in calls[1:])  # pieces, not the frame
     assert tiled.shape == whole.shape == (3, 3, size[0] * scale, size[1] * scale)

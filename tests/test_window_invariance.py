@@ -102,5 +102,5 @@ def test_reference_postprocess_truncates_as_the_official_code(bundles, clip, tmp
     )
     diff = np.stack(rounded).astype(float) - np.stack(truncated)
     assert 0.2 < diff.mean() < 0.8 and np.abs(diff).max() <= 3  # half a level lower, on average
-    with pytest.raises(UsageError, match="--reference-postprocess applies to dloral and osediff"):
+    with pytest.raises(UsageError, match="--reference-postprocess does not apply to the bicubic model"):
         Upscaler(UpscaleSettings(model="bicubic", device="cpu", reference_postprocess=True))

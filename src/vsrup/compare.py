@@ -3,7 +3,9 @@
 `CompareModel` wraps any model: for each window it runs the model and a bicubic upscale of the
 same frames and composes them, so temporal windows, blending, tiling, OOM fallback, timestamps and
 audio passthrough all work exactly as for a normal upscale (`upscale --compare MODE` is an
-`Upscaler` whose model is wrapped). It declares its own output size, so the writer needs nothing.
+`Upscaler` whose model is wrapped). Its description is the inner model's with its own name, its
+output size (`panels`) and its memory (the inner model's and bicubic's side by side), so the
+writer and the planner need nothing special.
 
 - `split`: one frame at the output size, bicubic on the left half and the model on the right,
   with a thin white divider in the middle. Same size as the normal output.
@@ -18,7 +20,8 @@ import torch
 import torch.nn.functional as F
 
 from vsrup.errors import UsageError
-from vsrup.models.base import VSRModel
+from vsrup.models.base import ModelDescription, VSRModel
+from vsrup.models.bicubic import Bicubic
 
 MODES = ("split", "side")
 
@@ -54,11 +57,28 @@ class CompareModel(VSRModel):
         if mode not in MODES:
             raise UsageError(f"--compare must be one of {', '.join(MODES)} (got {mode!r})")
         self.inner, self.mode, self.labels = inner, mode, labels
-        self.name = f"compare-{mode}({inner.name})"
-        self.scale = inner.scale
-        self.temporal_context = inner.temporal_context
-        self.neighbourhood = inner.neighbourhood
-        self.tiles = inner.tiles  # the engine shrinks tiles on OOM: that must reach the real model
+        described = inner.description
+        # The bicubic frames and the composed ones live beside the model's own peak.
+        per_pixel = (
+            described.bytes_per_output_pixel + Bicubic(described.scale).description.bytes_per_output_pixel
+        )
+        self._description = described.but(
+            name=f"compare-{mode}({described.name})",
+            panels=described.panels * (2 if mode == "side" else 1),
+            bytes_per_output_pixel=per_pixel,
+        )
+
+    @property
+    def description(self) -> ModelDescription:
+        return self._description
+
+    @property
+    def compile_targets(self) -> tuple[str, ...]:
+        return tuple(f"inner.{path}" for path in self.inner.compile_targets)
+
+    def set_channels_last(self, enabled: bool = True) -> CompareModel:
+        self.inner.set_channels_last(enabled)
+        return self
 
     @property
     def device(self) -> torch.device:
@@ -68,19 +88,15 @@ class CompareModel(VSRModel):
     def dtype(self) -> torch.dtype:
         return self.inner.dtype
 
-    def upscale(self, frames: torch.Tensor) -> torch.Tensor:
-        upscaled = self.inner.upscale(frames)
-        base = bicubic(frames, self.scale).to(upscaled.dtype)
+    def upscale(self, frames: torch.Tensor, tile: int = 0) -> torch.Tensor:
+        upscaled = self.inner.upscale(frames, tile)
+        base = bicubic(frames, self._description.scale).to(upscaled.dtype)
         if self.labels:
             base, upscaled = (
                 self._label(base, "bicubic", "left"),
-                self._label(upscaled, self.inner.name, "right"),
+                self._label(upscaled, self.inner.description.name, "right"),
             )
         return compose(base, upscaled, self.mode)
-
-    def output_size(self, width: int, height: int) -> tuple[int, int]:
-        out_w, out_h = self.inner.output_size(width, height)
-        return (2 * out_w if self.mode == "side" else out_w), out_h
 
     def _label(self, frames: torch.Tensor, text: str, corner: str) -> torch.Tensor:
         from vsrup.labels import stamp_label

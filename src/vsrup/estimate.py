@@ -64,6 +64,7 @@ class Estimate:
     window: int
     overlap: int
     tile: int
+    tile_space: str  # the model's tiling space: latent or pixel (input px), or none
     codec: str
     pix_fmt: str
     input_size: tuple[int, int]
@@ -108,7 +109,7 @@ def estimate(upscaler: Upscaler, source: Path | str, target: Path | str) -> Esti
     settings = upscaler.settings
     codec = choose_codec(target, settings.encode, info)
     pix_fmt = choose_pix_fmt(av.codec.Codec(codec, "w"), info, settings.encode, target.suffix)
-    out_size = upscaler.model.output_size(info.width, info.height)
+    out_size = upscaler.description.output_size(info.width, info.height)
     notes = []
     if target.exists() and not settings.overwrite:
         notes.append(f"{target} exists: the real run needs --overwrite")
@@ -153,6 +154,7 @@ def estimate(upscaler: Upscaler, source: Path | str, target: Path | str) -> Esti
         window=plan.window,
         overlap=plan.overlap,
         tile=plan.tile,
+        tile_space=upscaler.description.tiling.space,
         codec=codec,
         pix_fmt=pix_fmt,
         input_size=(info.width, info.height),
@@ -260,7 +262,7 @@ def render(est: Estimate) -> object:
         ("output", f"{est.output}: {ow}×{oh}, {est.codec} {est.pix_fmt}"),
         ("model", f"{est.model} ×{est.scale} on {est.device} ({est.dtype})"),
         ("windows", f"{est.window} frames, overlap {est.overlap}"),
-        ("tiles", f"{est.tile} latent px" if est.tile else "off (whole frame)"),
+        ("tiles", f"{est.tile} {est.tile_space} px" if est.tile else "off (whole frame)"),
         ("calibration", f"{est.calibration_frames} frames in {est.calibration_s:.1f} s"),
         ("speed", f"{est.seconds_per_frame:.3f} s/frame ({1 / max(est.seconds_per_frame, 1e-9):.2f} fps)"),
         ("estimated time", _clock_time(est.estimated_s)),

@@ -147,7 +147,7 @@ def upscale_clip(
     if window == 1:
         overlap = 0
     runner = Runner(model, model.device, model.dtype)
-    plan = make_plan(model, model.device, model.dtype, window, overlap, 0, None)
+    plan = make_plan(model.description, model.device, model.dtype, window, overlap, 0, None)
     images = (lr.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
     frames = [Frame(i, i, 1, image) for i, image in enumerate(images)]
     out = [to_image(image, np.uint8) for _, image in upscale_stream(frames, runner, plan)]
@@ -183,12 +183,8 @@ def evaluate(
     Returns {"rows": [{source, variant, method, psnr_y, ssim_y, flicker}], "mean": {...}}."""
     from vsrup.models import load_model
 
-    if model.endswith(".safetensors"):  # a training checkpoint or exported weights
-        from vsrup.models.tiny import load_tiny
-
-        net = load_tiny(Path(model), device).eval()
-    else:
-        net = load_model(model, scale, torch.device(device), torch.float32)
+    # A name, a converted bundle, or tiny weights (a training checkpoint): the catalogue finds it.
+    net = load_model(model, scale, torch.device(device), torch.float32)
     bicubic = load_model("bicubic", scale, torch.device("cpu"), torch.float32)
     methods = {
         model: lambda lr: upscale_clip(net, lr, window),
@@ -252,9 +248,8 @@ def main(argv: list[str] | None = None) -> int:
         "--scale",
         type=int,
         default=4,
-        choices=(2, 4),
         metavar="N",
-        help="upscaling factor: 2 or 4 (default: 4)",
+        help="upscaling factor, one the model offers (default: 4)",
     )
     parser.add_argument(
         "--frames", type=int, default=30, metavar="N", help="first N frames of each source (default: 30)"

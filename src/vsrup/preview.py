@@ -82,7 +82,7 @@ def make_preview(
         "model": to_image(upscaled, np.uint8),
     }
     titles = {"input": f"input {info.width}×{info.height}, nearest ×{scale}", "bicubic": f"bicubic ×{scale}"}
-    titles["model"] = f"{upscaler.model.name} ×{scale}"
+    titles["model"] = f"{upscaler.description.name} ×{scale}"
     crop = detail_box(frame, scale, zoom)
     canvas, boxes = _layout(panels, titles, crop, zoom, time_s)
     _write_png(canvas, output)

@@ -4,11 +4,13 @@ speed switches (channels_last, cuDNN autotuning, TF32, `torch.compile`).
 Everything CUDA-specific sits behind `device.type == "cuda"`: on the CPU the same calls only decide
 sizes (from available host memory) and say what they chose.
 
-The plan itself (a frozen value) is made in `pipeline.plan`. The memory estimate is deliberately simple: a model may say how many bytes of activations one
-output pixel of one frame costs at its peak (`bytes_per_output_pixel`, fp32 figure; half precision
-halves it) and how many latent pixels one input pixel makes (`latent_per_input`). A window of T
-frames at h×w then needs about T·h·w·scale²·bytes; if that does not fit in a share of the free
-memory, the latent tile is the largest of `TILE_SIZES` whose tiles fit. On a GPU with room for
+The plan itself (a frozen value) is made in `pipeline.plan`. The memory estimate is deliberately
+simple and comes from the model's description (`models.base.ModelDescription`): how many bytes of
+activations one output pixel of one frame costs at its peak (`bytes_per_output_pixel`, fp32 figure;
+half precision halves it) and how its tiles relate to the frame (`tiling`: its space, overlap and
+tiling pixels per input pixel). A window of T frames at h×w then needs about T·h·w·scale²·bytes; if
+that does not fit in a share of the free memory, the tile is the largest of `TILE_SIZES` whose
+tiles fit (a model that takes whole frames only is never tiled). On a GPU with room for
 twice the model's default window untiled, the window doubles (up to `MAX_GPU_WINDOW`): windows
 overlap, so a longer one recomputes a smaller share of its frames. The OOM fallback in the engine
 corrects any estimate that was too optimistic. `--max-memory` caps the free memory the plan may
@@ -23,16 +25,13 @@ import os
 import torch
 
 from vsrup import hostmem
+from vsrup.models.base import ModelDescription, VSRModel
 
 log = logging.getLogger(__name__)
 
-TILE_SIZES = (256, 192, 128, 96, 64, 48, 32)  # latent pixels, largest first
-DEFAULT_BYTES_PER_OUTPUT_PIXEL = 4096  # fp32; a guess fitted to SD-style VAE decoders (conservative)
-# Measured peaks (fp32, CPU, window of 8 at 180p→720p) for models that do not declare their own.
-KNOWN_BYTES_PER_OUTPUT_PIXEL = {"tiny": 160, "bicubic": 48}
+TILE_SIZES = (256, 192, 128, 96, 64, 48, 32)  # in the model's tiling space, largest first
 MEMORY_SHARE = {"cuda": 0.7, "cpu": 0.5}  # of the free memory a window may plan to use
 COMPILE_MODE = os.environ.get("VSRUP_COMPILE_MODE", "max-autotune-no-cudagraphs")
-COMPILE_TARGETS = ("unet", "vae.encoder", "vae.decoder", "encoder", "refiner", "cfr")
 
 
 def free_memory_bytes(device: torch.device, limit: int | None = None) -> int | None:
@@ -72,43 +71,45 @@ def device_name(device: torch.device) -> str:
     return str(device)
 
 
-def estimate_bytes(model, frames: int, height: int, width: int, dtype: torch.dtype) -> int:
-    """Peak activation bytes of `model.upscale` on `frames` frames of h×w (untiled)."""
-    per_pixel = getattr(model, "bytes_per_output_pixel", None) or KNOWN_BYTES_PER_OUTPUT_PIXEL.get(
-        getattr(model, "name", ""), DEFAULT_BYTES_PER_OUTPUT_PIXEL
-    )
+def estimate_bytes(model: ModelDescription, frames: int, height: int, width: int, dtype: torch.dtype) -> int:
+    """Peak activation bytes of the described model's `upscale` on `frames` frames of h×w (untiled).
+    Per output pixel of one upscaled frame (a `--compare` description declares both of its parts)."""
+    per_pixel = model.bytes_per_output_pixel
     if dtype in (torch.float16, torch.bfloat16):
         per_pixel //= 2
     return int(frames * height * width * model.scale**2 * per_pixel)
 
 
 def choose_tile(
-    model, frames: int, height: int, width: int, dtype: torch.dtype, free: int | None, share: float
-) -> tuple[int, int, str]:
-    """(tile, estimate_bytes, reason): 0 when the whole window fits in `share` of `free` memory,
-    else the largest latent tile of `TILE_SIZES` whose tiles fit, else the smallest one."""
+    model: ModelDescription, frames: int, height: int, width: int, dtype: torch.dtype, free: int | None,
+    share: float,
+) -> tuple[int, int, str]:  # fmt: skip
+    """(tile, estimate_bytes, reason): 0 when the whole window fits in `share` of `free` memory (or
+    the model takes whole frames only), else the largest tile of `TILE_SIZES` (at least the model's
+    smallest) whose tiles fit, else the smallest one."""
     need = estimate_bytes(model, frames, height, width, dtype)
+    if model.tiling.space == "none":
+        return 0, need, f"the {model.name} model takes whole frames"
     if free is None:
         return 0, need, "free memory unknown: no tiling"
     budget = free * share
     if need <= budget:
         return 0, need, f"whole frames fit ({need / 2**20:.0f} MiB ≤ {budget / 2**20:.0f} MiB budget)"
-    latent_per_input = getattr(model, "latent_per_input", 1.0)
-    overlap = model.tiles.latent_overlap
-    latent_h, latent_w = height * latent_per_input, width * latent_per_input
+    smallest = model.tiling.smallest
+    tiled_h, tiled_w = height * model.tiling.per_input, width * model.tiling.per_input
     for tile in TILE_SIZES:
-        if tile < 2 * overlap or (tile >= latent_h and tile >= latent_w):
+        if tile < smallest or (tile >= tiled_h and tile >= tiled_w):
             continue
         # A tile (plus the neighbours' overlap it recomputes) as a share of the frame.
-        fraction = min(1.0, (min(tile, latent_h) * min(tile, latent_w)) / (latent_h * latent_w))
+        fraction = min(1.0, (min(tile, tiled_h) * min(tile, tiled_w)) / (tiled_h * tiled_w))
         if need * fraction <= budget:
             return tile, need, f"tiled to fit the {budget / 2**20:.0f} MiB budget"
-    smallest = min((t for t in TILE_SIZES if t >= 2 * overlap), default=0)
-    return smallest, need, "smallest tile: even it may not fit; the OOM fallback will shrink it"
+    fallback = min((t for t in TILE_SIZES if t >= smallest), default=smallest)
+    return fallback, need, "smallest tile: even it may not fit; the OOM fallback will shrink it"
 
 
 def accelerate(
-    model, device: torch.device, compile: bool = False, dtype: torch.dtype = torch.float32
+    model: VSRModel, device: torch.device, compile: bool = False, dtype: torch.dtype = torch.float32
 ) -> list[str]:
     """Switch on the speed features that pay off on this device, and set the host heap up for
     reuse; return what was done (for `--verbose`). On CPU `compile` is accepted but ignored, with a
@@ -127,10 +128,7 @@ def accelerate(
         # attention's upcast) want full fp32. (cuDNN convolutions use TF32 by torch's default.)
         torch.backends.cuda.matmul.allow_tf32 = True
         notes.append("TF32 matmul")
-    if hasattr(model, "set_channels_last"):
-        model.set_channels_last(True)
-    else:
-        model.to(memory_format=torch.channels_last)
+    model.set_channels_last(True)
     notes.append("channels_last + cuDNN autotune")
     if compile:
         compiled = compile_heavy_modules(model)
@@ -138,20 +136,17 @@ def accelerate(
     return notes
 
 
-def compile_heavy_modules(model) -> list[str]:
-    """Replace the model's heavy submodules (`COMPILE_TARGETS`, or the model's own
-    `compile_targets`) by their `torch.compile`d versions; return their names."""
-    targets = getattr(model, "compile_targets", COMPILE_TARGETS)
+def compile_heavy_modules(model: VSRModel) -> list[str]:
+    """Replace the model's heavy submodules (its `compile_targets`) by their `torch.compile`d
+    versions; return their names."""
     done = []
-    for path in targets:
+    for path in model.compile_targets:
         parent_path, _, name = path.rpartition(".")
         try:
             parent = model.get_submodule(parent_path) if parent_path else model
+            module = model.get_submodule(path)
         except AttributeError:
-            continue
-        module = getattr(parent, name, None)
-        if not isinstance(module, torch.nn.Module):
-            continue
+            continue  # e.g. an optional part this instance was built without
         # dynamic=False: windows and tiles have a few fixed shapes; each compiles once.
         setattr(parent, name, torch.compile(module, mode=COMPILE_MODE, dynamic=False))
         done.append(path)

@@ -41,8 +41,6 @@ from vsrup.pipeline.stream import first_needed, upscale_stream
 from vsrup.progress import Reporter
 from vsrup.threads import BackgroundSink
 
-SCALES = (2, 4)
-
 
 @dataclass
 class UpscaleSettings:
@@ -50,7 +48,9 @@ class UpscaleSettings:
     model: str = models.DEFAULT_MODEL
     window: int | None = None  # None: the default for the model
     overlap: int | None = None
-    tile: int | None = 0  # latent tile size in latent pixels; 0: whole frame; None: from free memory
+    tile: int | None = (
+        0  # in the model's tiling space (see its description); 0: whole frame; None: from free memory
+    )
     device: str = "auto"
     dtype: str = "auto"
     encode: EncodeSettings = field(default_factory=EncodeSettings)
@@ -76,10 +76,9 @@ class UpscaleSettings:
         return None if self.max_memory_gib is None else int(self.max_memory_gib * 2**30)
 
     def validate(self) -> None:
-        if self.scale not in SCALES:
-            raise UsageError(f"--scale must be one of {', '.join(map(str, SCALES))} (got {self.scale})")
-        if self.tile is not None and (self.tile < 0 or 0 < self.tile < 8):
-            raise UsageError(f"--tile must be 0 (off) or at least 8 latent pixels (got {self.tile})")
+        """What can be checked before the model loads: the model is known and offers the scale.
+        (The tile is checked against the loaded model's description, in `make_plan`.)"""
+        models.find(self.model).check_scale(self.scale)
         if self.max_memory_gib is not None and not self.max_memory_gib > 0:
             raise UsageError(f"--max-memory must be a positive number of GiB (got {self.max_memory_gib})")
         if self.fps is not None and not self.fps > 0:
@@ -118,21 +117,18 @@ class Upscaler:
         self.device = resolve_device(settings.device)
         self.dtype = resolve_dtype(settings.dtype, self.device)
         self.model = models.load_model(
-            settings.model, settings.scale, self.device, self.dtype, settings.prompt
+            settings.model,
+            settings.scale,
+            self.device,
+            self.dtype,
+            settings.prompt,
+            settings.reference_postprocess,
         )
-        if settings.reference_postprocess:
-            if not hasattr(self.model, "reference_postprocess"):
-                raise UsageError(
-                    f"--reference-postprocess applies to dloral and osediff, not to {settings.model}"
-                )
-            self.model.reference_postprocess = True
         if settings.compare:
             from vsrup.compare import CompareModel
 
             self.model = CompareModel(self.model, settings.compare)
-        smallest = 2 * self.model.tiles.latent_overlap  # tiles overlap by latent_overlap each side
-        if settings.tile and settings.tile < smallest:
-            raise UsageError(f"--tile must be 0 (off) or at least {smallest} for the {settings.model} model")
+        self.description = self.model.description  # all the engine knows of the model
         self.speed_notes = tuning.accelerate(self.model, self.device, settings.compile, self.dtype)
         self.speed_notes += tuning.limit_device_memory(self.device, settings.max_memory_bytes)
         pad = settings.compile and self.device.type == "cuda"
@@ -150,7 +146,7 @@ class Upscaler:
         """The plan for `info` (window, overlap, tile) from the settings, the model and free memory."""
         s = self.settings
         size = None if info is None else (info.width, info.height)
-        plan = make_plan(self.model, self.device, self.dtype, s.window, s.overlap, s.tile, size,
+        plan = make_plan(self.description, self.device, self.dtype, s.window, s.overlap, s.tile, size,
                          free=free, limit=s.max_memory_bytes, scene_cuts=s.scene_cuts)  # fmt: skip
         return plan.noted(*self.speed_notes)
 
@@ -248,7 +244,7 @@ class Upscaler:
     def _writer(
         self, path: Path, info: VideoInfo, encode: EncodeSettings, ext: str, whole: bool, first_frame: int
     ) -> VideoWriter | sequence.SequenceWriter:
-        size = self.model.output_size(info.width, info.height)
+        size = self.description.output_size(info.width, info.height)
         if is_pattern(path):  # numbered as the input's frames: an input sequence keeps its numbers
             first = sequence.first_number(info.path) + first_frame
             return sequence.SequenceWriter(path, size, info.bit_depth > 8, first, info.frame_rate)
@@ -304,7 +300,7 @@ class Upscaler:
             reporter.message(f"{info.path.name}: resuming after {done} finished frames")
             reporter.resumed(done)  # counted as done, but not as this run's speed
         encode = segment_codec(partial, self.settings.encode, info)
-        size = self.model.output_size(info.width, info.height)
+        size = self.description.output_size(info.width, info.height)
         s = self.settings
         writer = resume.SegmentedWriter(work, info, size, encode, s.segment_seconds, s.segment_frames)
 

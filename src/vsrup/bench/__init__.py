@@ -69,8 +69,9 @@ class BenchOptions:
     keep_dir: Path | None = None  # keep the made clips and outputs here (default: a temp dir)
 
     def validate(self) -> None:
-        if self.scale not in (2, 4):
-            raise UsageError(f"--scale must be 2 or 4 (got {self.scale})")
+        from vsrup.models import find
+
+        find(self.model).check_scale(self.scale)  # the model is known and offers the scale
         if self.frames is not None and self.frames < 1:
             raise UsageError(f"--frames must be at least 1 (got {self.frames})")
         if self.size is not None and (min(self.size) < 8 or any(v % 2 for v in self.size)):
@@ -159,10 +160,13 @@ def _run(options: BenchOptions, work: Path, say) -> dict:
     report: dict = {
         "machine": machine(),
         "input": {"clip": _shown(clip), "width": width, "height": height, "frames": frame_count},
-        "output": {"width": width * options.scale, "height": height * options.scale},
         "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(options).items()},
         "upscale": child("upscale", f"{options.model} upscale"),
     }
+    # The output size is the model's own (its description), as the upscale child reported it.
+    out_width, out_height = report["upscale"]["output_size"]
+    report["output"] = {"width": out_width, "height": out_height}
+    base["output_size"] = [out_width, out_height]
     if "floor" not in options.skip:
         report["floor"] = child(
             "upscale", "bicubic upscale (floor)", model="bicubic", compile=False, random_weights=False

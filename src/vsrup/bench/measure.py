@@ -89,26 +89,28 @@ def _upscaler(spec: dict):
     return Upscaler(_settings(spec))
 
 
+def _load_random_tiny(scale, device, dtype, options):
+    import json
+
+    from vsrup.models.tiny import TinyConfig, TinyVSR, asset_paths
+
+    # The shipped architecture (its JSON), so the speed is the shipped model's.
+    config = TinyConfig.from_dict(json.loads(asset_paths(scale)[1].read_text())["architecture"])
+    return TinyVSR(config).to(device=device, dtype=dtype)
+
+
 def _register_random(name: str) -> None:
-    """Register `<name>@random`: the model's architecture with untrained weights (speed only)."""
+    """Register `<name>@random` in this (child) process's catalogue: the model's architecture with
+    untrained weights (speed only); bicubic has no weights, so it is bicubic itself."""
     from vsrup import models
 
-    if name == "tiny":
-
-        def load(scale, device, dtype):
-            import json
-
-            from vsrup.models.tiny import TinyConfig, TinyVSR, asset_paths
-
-            # The shipped architecture (its JSON), so the speed is the shipped model's.
-            config = TinyConfig.from_dict(json.loads(asset_paths(scale)[1].read_text())["architecture"])
-            return TinyVSR(config).to(device=device, dtype=dtype)
-
-        models.register(name + "@random")(load)
-    elif name == "bicubic":
-        models.register(name + "@random")(models._LOADERS["bicubic"])
-    else:
+    if name not in ("tiny", "bicubic"):
         raise UsageError(f"--random-weights is available for tiny and bicubic, not {name!r}")
+    entry = models.find(name)
+    loader = _load_random_tiny if name == "tiny" else entry.loader
+    models.register(
+        f"{name}@random", loader, scales=entry.scales, licence=entry.licence, kind="random weights"
+    )
 
 
 def measure_upscale(spec: dict) -> dict:
@@ -135,8 +137,16 @@ def measure_upscale(spec: dict) -> dict:
         "window": result.plan.window,
         "overlap": result.plan.overlap,
         "tile": result.plan.tile,
+        "output_size": list(upscaler.description.output_size(*_clip_size(spec["clip"]))),
         **_gpu_peak(upscaler.device),
     }
+
+
+def _clip_size(clip: str) -> tuple[int, int]:
+    from vsrup.io.probe import probe
+
+    info = probe(Path(clip))
+    return info.width, info.height
 
 
 def _throughput(frames: int, seconds: float) -> dict:
@@ -172,19 +182,20 @@ def measure_encode(spec: dict) -> dict:
     from vsrup.io.writer import EncodeSettings, VideoWriter
 
     info = probe(Path(spec["clip"]))
-    scale = spec["scale"]
+    out_width, out_height = spec["output_size"]  # the model's, as the upscale measurement reported it
     sources: list = []
     count = 0
     for frame in read_frames(info):
         if len(sources) < 4:
-            big = np.repeat(np.repeat(frame.image, scale, axis=0), scale, axis=1)
+            big = np.repeat(
+                np.repeat(frame.image, out_height // info.height, axis=0), out_width // info.width, axis=1
+            )
             sources.append((frame.pts, frame.duration, big))
         else:
             sources.append((frame.pts, frame.duration, None))  # timing only; images are cycled
         count += 1
     output = Path(spec["output"])
-    size = (info.width * scale, info.height * scale)
-    writer = VideoWriter(output, info, size, EncodeSettings(), output.suffix.lower())
+    writer = VideoWriter(output, info, (out_width, out_height), EncodeSettings(), output.suffix.lower())
     started = time.perf_counter()
     try:
         for i, (pts, duration, _) in enumerate(sources):
@@ -215,7 +226,6 @@ def measure_stages(spec: dict) -> dict:
     info = probe(Path(spec["clip"]))
     plan = upscaler.plan(info)  # the window and tile the upscale run will use
     model, device = upscaler.model, upscaler.device
-    model.tiles.latent_tile = plan.tile
     images = []
     for frame in read_frames(info):
         images.append(frame.image)
@@ -223,13 +233,13 @@ def measure_stages(spec: dict) -> dict:
             break
     frames = len(images)
     with torch.inference_mode():
-        model.upscale(to_tensor(images, device, upscaler.dtype))  # warm-up (and compile, if on)
+        model.upscale(to_tensor(images, device, upscaler.dtype), plan.tile)  # warm-up (and compile, if on)
     _sync(device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     best: dict[str, float] | None = None
     for _ in range(max(1, spec.get("repeats", 1))):
-        times = _time_window(model, images, upscaler, isinstance(model, OneStepLatentVSR))
+        times = _time_window(model, images, upscaler, plan.tile, isinstance(model, OneStepLatentVSR))
         if best is None or times["total"] < best["total"]:
             best = times
     assert best is not None
@@ -249,7 +259,7 @@ def measure_stages(spec: dict) -> dict:
     }
 
 
-def _time_window(model, images, upscaler, stepwise: bool) -> dict[str, float]:
+def _time_window(model, images, upscaler, tile: int, stepwise: bool) -> dict[str, float]:
     import numpy
     import torch
 
@@ -269,7 +279,7 @@ def _time_window(model, images, upscaler, stepwise: bool) -> dict[str, float]:
         _sync(device)
         t1 = time.perf_counter()
         with torch.inference_mode():
-            out = model.upscale(batch)
+            out = model.upscale(batch, tile)
         _sync(device)
         t2 = time.perf_counter()
         for frame in out:

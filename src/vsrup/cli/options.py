@@ -37,7 +37,12 @@ Model = Annotated[
 Scale = Annotated[
     int,
     typer.Option(
-        "--scale", "-s", envvar="VSRUP_SCALE", metavar="N", help="2 or 4.", rich_help_panel=MODEL_PANEL
+        "--scale",
+        "-s",
+        envvar="VSRUP_SCALE",
+        metavar="N",
+        help="A scale the model offers (tiny: 2, 4).",
+        rich_help_panel=MODEL_PANEL,
     ),
 ]
 Device = Annotated[

@@ -18,7 +18,8 @@ class BundleDtype(str, Enum):
 
 MODELS_HELP = """List models with their download size, license and whether each is ready to use.
 
-Sizes marked ≈ are estimates for files weights.toml does not pin yet.
+Every model `--model NAME` finds, then the base weights some of them are converted from. Sizes
+marked ≈ are estimates for files weights.toml does not pin yet.
 
 [bold]Examples[/bold]
 
@@ -36,7 +37,7 @@ def models_command(
 
     from vsrup import weights
 
-    rows = weights.list_models()
+    rows = model_rows()
     if json_:
         typer.echo(json.dumps(rows, indent=2, default=str))
         return
@@ -60,6 +61,19 @@ def models_command(
             row["description"],
         )
     Console().print(table)
+
+
+def model_rows() -> list[dict]:
+    """The catalogue's models (with their weights' status where weights.toml lists them), then the
+    weights.toml entries that are no model of their own (base weights used by conversion)."""
+    from vsrup import models, weights
+
+    listed = {row["name"]: row for row in weights.list_models()}
+    rows = []
+    for name in models.names():
+        entry = models.find(name)
+        rows.append(listed.pop(name, None) or weights.builtin_status(name, entry.summary, entry.licence))
+    return rows + list(listed.values())
 
 
 DOWNLOAD_HELP = """Download, verify (sha256 + size) and convert model weights once; later runs load them offline.

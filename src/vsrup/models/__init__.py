@@ -1,85 +1,85 @@
-"""Model registry: a name (or a path to a converted bundle) → a loaded `VSRModel`.
+"""vsrup's models: the contract (`base`), the catalogue (`catalogue`), and the models it holds.
 
-Each model family registers one loader; `load_model` is the only entry point the engine and CLI use.
+Every model is found by name or path through `find` and loaded through `load_model` (see
+`catalogue` for how to register a name or a path kind). The registrations below are this
+package's own: each loader imports its module lazily, so that `vsrup --help` and the tiny default
+never pay for diffusers.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
-from vsrup.errors import UsageError, WeightsError
-from vsrup.models.base import VSRModel
+from vsrup.errors import WeightsError
+from vsrup.models import bicubic, sd, tiny
+from vsrup.models.base import ModelDescription, VSRModel
+from vsrup.models.catalogue import (
+    CatalogueEntry,
+    LoadOptions,
+    find,
+    load_model,
+    names,
+    register,
+    register_path_kind,
+)
 
-# name → loader(scale, device, dtype) -> VSRModel. Loaders import their module lazily so that
-# `vsrup --help` and the tiny default never pay for diffusers.
-Loader = Callable[[int, torch.device, torch.dtype], VSRModel]
-_LOADERS: dict[str, Loader] = {}
-_PROMPTED: set[str] = set()  # loaders that take a prompt (the SD-based models)
+__all__ = [
+    "DEFAULT_MODEL",
+    "CatalogueEntry",
+    "LoadOptions",
+    "ModelDescription",
+    "VSRModel",
+    "find",
+    "load_bundle",
+    "load_model",
+    "names",
+    "register",
+    "register_path_kind",
+]
 
 DEFAULT_MODEL = "tiny"
 
 
-def register(name: str) -> Callable[[Loader], Loader]:
-    def wrap(loader: Loader) -> Loader:
-        _LOADERS[name] = loader
-        return loader
-
-    return wrap
+def _load_bicubic(scale: int, device: torch.device, dtype: torch.dtype, options: LoadOptions) -> VSRModel:
+    return bicubic.Bicubic(scale).to(device=device, dtype=dtype)
 
 
-def available() -> list[str]:
-    return sorted(_LOADERS)
+def _load_tiny(scale: int, device: torch.device, dtype: torch.dtype, options: LoadOptions) -> VSRModel:
+    return tiny.load_shipped(scale, device, dtype)
 
 
-def load_model(name: str, scale: int, device: torch.device, dtype: torch.dtype, prompt: str = "") -> VSRModel:
-    """Load a registered model by name, ready for inference (eval mode, on device, in dtype).
-    `prompt` is the text the SD-based models condition on (empty: the one stored at conversion)."""
-    if name not in _LOADERS and Path(name).is_dir():  # a converted bundle folder (dloral/osediff)
-        return load_bundle(Path(name), scale, device, dtype, prompt).eval().requires_grad_(False)
-    if name not in _LOADERS:
-        raise UsageError(f"unknown model {name!r}; choose one of: {', '.join(available())}")
-    if prompt and name not in _PROMPTED:
-        raise UsageError(f"--prompt applies to {', '.join(sorted(_PROMPTED))}, not to the {name} model")
-    model = _LOADERS[name](scale, device, dtype, **({"prompt": prompt} if prompt else {}))
-    return model.eval().requires_grad_(False)
-
-
-@register("bicubic")
-def _load_bicubic(scale: int, device: torch.device, dtype: torch.dtype) -> VSRModel:
-    from vsrup.models.bicubic import Bicubic
-
-    return Bicubic(scale).to(device=device, dtype=dtype)
-
-
-@register("tiny")
-def _load_tiny(scale: int, device: torch.device, dtype: torch.dtype) -> VSRModel:
-    from vsrup.models.tiny import load_shipped
-
-    return load_shipped(scale, device, dtype)
-
-
-def _converted(name: str) -> Loader:
+def _converted(name: str):
     """Loader for a model whose weights `vsrup download-weights NAME` downloads and converts."""
 
-    def load(scale: int, device: torch.device, dtype: torch.dtype, prompt: str = "") -> VSRModel:
+    def load(scale: int, device: torch.device, dtype: torch.dtype, options: LoadOptions) -> VSRModel:
         from vsrup.weights import require_bundle  # raises WeightsError naming the command to run
 
-        return load_bundle(require_bundle(name), scale, device, dtype, prompt)
+        return load_bundle(require_bundle(name), scale, device, dtype, options)
 
-    _PROMPTED.add(name)
     return load
 
 
-register("dloral")(_converted("dloral"))
-register("osediff")(_converted("osediff"))
+register("tiny", _load_tiny, scales=tiny.SCALES, licence=tiny.LICENCE, kind="embedded",
+         summary="vsrup's own small temporal model; ships with vsrup")  # fmt: skip
+register("dloral", _converted("dloral"), scales=sd.SCALES, kind="download",
+         licence="MIT (DLoRAL); base weights CreativeML Open RAIL++-M",
+         summary="DLoRAL one-step video diffusion SR (vsrup download-weights dloral)")  # fmt: skip
+register("osediff", _converted("osediff"), scales=sd.SCALES, kind="download",
+         licence="Apache-2.0 (OSEDiff); base weights CreativeML Open RAIL++-M",
+         summary="OSEDiff one-step image diffusion SR, per frame (vsrup download-weights osediff)")  # fmt: skip
+register("bicubic", _load_bicubic, scales=bicubic.SCALES, licence="-",
+         summary="bicubic interpolation, the baseline; no weights")  # fmt: skip
 
 
 def load_bundle(
-    path: Path, scale: int, device: torch.device | str, dtype: torch.dtype, prompt: str = ""
+    path: Path,
+    scale: int,
+    device: torch.device | str,
+    dtype: torch.dtype,
+    options: LoadOptions = LoadOptions(),
 ) -> VSRModel:
     """Load a converted DLoRAL or OSEDiff bundle directory, whichever its config.json names."""
     from vsrup.models.dloral import DLoRAL
@@ -94,4 +94,45 @@ def load_bundle(
     classes = {cls.name: cls for cls in (DLoRAL, OSEDiff)}
     if kind not in classes:
         raise WeightsError(f"{config_path}: unknown model {kind!r}; expected one of {', '.join(classes)}")
-    return classes[kind].from_bundle(path, device, dtype, scale=scale, prompt=prompt)
+    return classes[kind].from_bundle(
+        path,
+        device,
+        dtype,
+        scale=scale,
+        prompt=options.prompt,
+        reference_postprocess=options.reference_postprocess,
+    )
+
+
+def _bundle_folder(path: Path) -> CatalogueEntry | None:
+    """A converted bundle folder (`vsrup convert --out`): any folder; one that is not a bundle
+    fails to load with a WeightsError that says so."""
+    if not path.is_dir():
+        return None
+
+    def load(scale: int, device: torch.device, dtype: torch.dtype, options: LoadOptions) -> VSRModel:
+        return load_bundle(path, scale, device, dtype, options)
+
+    return CatalogueEntry(str(path), load, sd.SCALES, kind="converted bundle", path=path)
+
+
+def _tiny_weights(path: Path) -> CatalogueEntry | None:
+    """Tiny weights (a training checkpoint or exported weights): a .safetensors file with the JSON
+    config beside it; its scale is the one it was trained for."""
+    config = path.with_suffix(".json")
+    if path.suffix != ".safetensors" or not path.is_file() or not config.is_file():
+        return None
+    try:
+        architecture = json.loads(config.read_text())["architecture"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None  # not tiny weights: another kind may know the file
+    scale = int(architecture.get("scale", tiny.TinyConfig.scale))
+
+    def load(scale: int, device: torch.device, dtype: torch.dtype, options: LoadOptions) -> VSRModel:
+        return tiny.load_tiny(path, device, dtype)
+
+    return CatalogueEntry(str(path), load, (scale,), licence="-", kind="tiny weights", path=path)
+
+
+register_path_kind("converted bundle", "a converted bundle folder", _bundle_folder)
+register_path_kind("tiny weights", "tiny weights (.safetensors beside their .json)", _tiny_weights)

@@ -73,6 +73,7 @@ class ModelDescription:
     licence: str = "unknown"
     prompt: bool = False  # takes a text prompt (--prompt)
     reference_postprocess: bool = False  # offers the official 8-bit post-processing
+    panels: int = 1  # upscaled frames placed side by side in one output frame (`--compare side`: 2)
 
     @property
     def temporal(self) -> bool:
@@ -82,56 +83,40 @@ class ModelDescription:
         return self.context > 0
 
     def output_size(self, width: int, height: int) -> tuple[int, int]:
-        return width * self.scale, height * self.scale
+        """(width, height) of the frames `upscale` makes from width×height input: the writer is
+        sized by it, so a model whose output is not simply `scale` times larger needs no special case."""
+        return width * self.scale * self.panels, height * self.scale
 
     def but(self, **changes) -> ModelDescription:
         """This description with some fields changed (a wrapper's, e.g. `--compare`)."""
         return replace(self, **changes)
 
 
-@dataclass
-class TileSettings:
-    """Spatial tiling switches. Sizes are in latent pixels; 0 disables tiling. (Being replaced by
-    the `tile` argument of `upscale` and `ModelDescription.tiling`.)"""
-
-    latent_tile: int = 0
-    latent_overlap: int = 16
-
-
 class VSRModel(nn.Module):
     """Upscales a window of consecutive frames.
 
-    `upscale` takes a float tensor (T, 3, h, w), RGB in [0, 1], on the model's device and dtype,
-    and returns (T, 3, h * scale, w * scale) in [0, 1]. Frame t of the output belongs to frame t
-    of the input; a model may look at any frame of the window (the engine overlaps windows so that
-    every frame gets context, and blends the overlaps).
+    `upscale(frames, tile)` takes a float tensor (T, 3, h, w), RGB in [0, 1], on the device and in
+    the dtype the model was loaded with, and returns `description.output_size` frames (T, 3, H, W)
+    in [0, 1]. Frame t of the output belongs to frame t of the input; what else output t depends
+    on is the description's `neighbourhood` (or, when None, the whole window). `tile` is in the
+    description's tiling space (0: whole frames); a model whose tiling space is `none` ignores it.
     """
 
-    name: str = "model"
-    scale: int = 4
-    # Frames of context a model wants before the frame it upscales; the engine's default overlap.
-    temporal_context: int = 1
-    # (before, after): the frames output t depends on, if the model knows (t-before … t+after); the
-    # stream then takes each frame from a window that holds all of them instead of blending
-    # windows. None: the output depends on the whole window (windows are blended).
-    neighbourhood: tuple[int, int] | None = None
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.tiles = TileSettings()
+    # Speed switches the engine may turn on when it loads a model on a GPU (`tuning.accelerate`):
+    # the heavy submodules worth `torch.compile` (dotted paths), and NHWC weights.
+    compile_targets: tuple[str, ...] = ()
 
     @property
     def description(self) -> ModelDescription:  # pragma: no cover - abstract
         """The model's declared contract (see the module docstring)."""
         raise NotImplementedError
 
-    def upscale(self, frames: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
+    def upscale(self, frames: torch.Tensor, tile: int = 0) -> torch.Tensor:  # pragma: no cover
         raise NotImplementedError
 
-    def output_size(self, width: int, height: int) -> tuple[int, int]:
-        """(width, height) of the frames `upscale` makes from width×height input: the writer is sized
-        by it, so a model whose output is not simply `scale` times larger needs no special case."""
-        return width * self.scale, height * self.scale
+    def set_channels_last(self, enabled: bool = True) -> VSRModel:
+        """NHWC weights (faster convolutions with cuDNN); a model may limit it to some parts."""
+        return self.to(memory_format=torch.channels_last if enabled else torch.contiguous_format)
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
         return self.upscale(frames)
@@ -156,27 +141,28 @@ class OneStepLatentVSR(VSRModel):
     and returns whole-window tensors; `tiling.tiled_apply` is used inside steps that need it.
     """
 
-    def upscale(self, frames: torch.Tensor) -> torch.Tensor:
+    def upscale(self, frames: torch.Tensor, tile: int = 0) -> torch.Tensor:
         cond = self.prepare(frames)  # e.g. bicubic upsample to output size, scale to [-1, 1]
-        latents = self.encode(cond)  # (T, C, h', w')
+        latents = self.encode(cond, tile)  # (T, C, h', w')
         fused = self.temporal_fuse(latents, cond)  # adjacent-frame module
-        x0 = self.denoise(fused, latents)  # a single denoising step, no scheduler loop
-        images = self.decode(x0)  # (T, 3, H, W) in [-1, 1]
+        x0 = self.denoise(fused, latents, tile)  # a single denoising step, no scheduler loop
+        images = self.decode(x0, tile)  # (T, 3, H, W) in [-1, 1]
         return self.finish(images, cond)  # colour fix, clamp, back to [0, 1]
 
+    # `tile` (latent pixels, 0: whole frames) is handed to the steps that may split a frame.
     def prepare(self, frames: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
-    def encode(self, cond: torch.Tensor) -> torch.Tensor:
+    def encode(self, cond: torch.Tensor, tile: int = 0) -> torch.Tensor:
         raise NotImplementedError
 
     def temporal_fuse(self, latents: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         return latents
 
-    def denoise(self, fused: torch.Tensor, latents: torch.Tensor) -> torch.Tensor:
+    def denoise(self, fused: torch.Tensor, latents: torch.Tensor, tile: int = 0) -> torch.Tensor:
         raise NotImplementedError
 
-    def decode(self, x0: torch.Tensor) -> torch.Tensor:
+    def decode(self, x0: torch.Tensor, tile: int = 0) -> torch.Tensor:
         raise NotImplementedError
 
     def finish(self, images: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:

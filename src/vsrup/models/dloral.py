@@ -23,11 +23,12 @@ from torch import nn
 from vsrup.models.cfr import CrossFrameRetrieval
 from vsrup.models.sd import SDLatentVSR
 from vsrup.models.sd_build import SCALING_FACTOR, subdict
-from vsrup.pipeline.tiling import tiled_apply
+from vsrup.models.tiling import tiled_apply
 
 
 class DLoRAL(SDLatentVSR):
     name = "dloral"
+    licence = "MIT (DLoRAL); base weights CreativeML Open RAIL++-M"
     timestep = 1  # the reference's constant `self.timesteps = [1]`
     # Output t is made from frames t-1 and t, as in the reference; a window's first frame pairs
     # with itself, which is right only at the start of the video (or of a shot).
@@ -54,13 +55,10 @@ class DLoRAL(SDLatentVSR):
         prev_images = torch.cat([images[:1], images[:-1]])
         return torch.cat([prev, latents, prev_images, images], dim=1)
 
-    def denoise(self, fused: torch.Tensor, latents: torch.Tensor) -> torch.Tensor:
+    def denoise(self, fused: torch.Tensor, latents: torch.Tensor, tile: int = 0) -> torch.Tensor:
         channels = latents.shape[1]
         pairs, images = fused[:, : 2 * channels], fused[:, 2 * channels :]
-        tiles = self.tiles
-        return tiled_apply(
-            self._pair_x0, pairs, tiles.latent_tile, tiles.latent_overlap, extras=[(images, 1)]
-        )
+        return tiled_apply(self._pair_x0, pairs, tile, self.tile_overlap, extras=[(images, 1)])
 
     def _pair_x0(self, pairs: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
         """x0 of the current frame of each (previous, current) pair, `chunk` pairs per UNet call."""

@@ -18,13 +18,13 @@ from torch import nn
 
 from vsrup.models.sd import SDLatentVSR
 from vsrup.models.sd_build import SCALING_FACTOR, sd21_alphas_cumprod
-from vsrup.pipeline.tiling import tiled_apply
+from vsrup.models.tiling import tiled_apply
 
 
 class OSEDiff(SDLatentVSR):
     name = "osediff"
-    temporal_context = 0  # a per-frame model: no neighbours needed
-    neighbourhood = (0, 0)
+    licence = "Apache-2.0 (OSEDiff); base weights CreativeML Open RAIL++-M"
+    neighbourhood = (0, 0)  # a per-frame model: no neighbours needed
     timestep = 999
 
     def __init__(
@@ -41,8 +41,8 @@ class OSEDiff(SDLatentVSR):
             float(sd21_alphas_cumprod()[self.timestep]) if alpha_cumprod is None else alpha_cumprod
         )
 
-    def denoise(self, fused: torch.Tensor, latents: torch.Tensor) -> torch.Tensor:
-        return tiled_apply(self._x0, fused, self.tiles.latent_tile, self.tiles.latent_overlap)
+    def denoise(self, fused: torch.Tensor, latents: torch.Tensor, tile: int = 0) -> torch.Tensor:
+        return tiled_apply(self._x0, fused, tile, self.tile_overlap)
 
     def _x0(self, z: torch.Tensor) -> torch.Tensor:
         a = self.alpha_cumprod

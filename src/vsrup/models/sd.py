@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vsrup.errors import WeightsError
-from vsrup.models.base import OneStepLatentVSR
+from vsrup.models.base import ModelDescription, OneStepLatentVSR, Tiling
 from vsrup.models.color import COLOR_FIXES
 from vsrup.models.reference_resize import pil_resize, reference_enlarge, truncate_8bit
 from vsrup.models.sd_build import (
@@ -29,7 +29,15 @@ from vsrup.models.sd_build import (
     read_bundle,
     subdict,
 )
-from vsrup.pipeline.tiling import tiled_apply
+from vsrup.models.tiling import tiled_apply
+
+SCALES = (2, 4)  # the references are ×4 models; ×2 runs them on a half-size enlargement
+TILE_MINIMUM = 8  # latent pixels
+TILE_OVERLAP = 16  # latent pixels each side of a tile (UNet, VAE decoder; 8× that for the encoder)
+# Peak activation bytes per output pixel and frame for the engine's memory planner: measured
+# with benchmarks/dloral_fullsize.py (fp32, CPU, 2 frames 180p→720p, untiled): peak RSS 6.8 GiB
+# of which ~4 GiB are weights.
+BYTES_PER_OUTPUT_PIXEL = 1536
 
 
 def _chunked(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, chunk: int) -> torch.Tensor:
@@ -72,26 +80,26 @@ def vae_decode(
 class SDLatentVSR(OneStepLatentVSR):
     """SD2.1-base one-step SR: the steps DLoRAL and OSEDiff share; subclasses add denoise (and fuse).
 
-    Switches: `chunk` (frames per UNet call), `vae_chunk` (frames per VAE call), `tiles.latent_tile`
-    for the UNet (and the VAE, unless `vae_encode_tile` (image px) / `vae_decode_tile` (latent px)
-    are set; 0 turns VAE tiling off),
+    Switches (model-internal, set at construction or by tests and benchmarks): `chunk` (frames per
+    UNet call), `vae_chunk` (frames per VAE call), `vae_encode_tile` (image px) / `vae_decode_tile`
+    (latent px) for the VAE (None: follow the latent `tile` of the `upscale` call; 0: off),
     `color_fix` ("adain", "wavelet", "none"), `process_size` (inputs whose upscaled short side is
     smaller are first enlarged to it, as the reference does; 0 disables).
 
     Pre- and post-processing: `reference_preprocess` (default on) prepares frames as the references
     do, with PIL on 8-bit images (`reference_enlarge`); off, torch bicubic (a = −0.75) and
     replication padding to a multiple of 8, which stays on the device. `reference_postprocess`
-    (default off) finishes as the references do: the decoded image truncated to 8 bit, colour-fixed,
+    (a construction option, default off) finishes as the references do: the decoded image truncated to 8 bit, colour-fixed,
     truncated again, and resized back to h·scale × w·scale with PIL on 8 bit. Off, the same steps in
     float (no truncation: it darkens by half a level on average and a 10-bit output would lose its
     extra bits), the resize back with PIL on float planes.
     """
 
-    temporal_context = 1
-    # Peak activation bytes per output pixel and frame for the engine's memory planner: measured
-    # with benchmarks/dloral_fullsize.py (fp32, CPU, 2 frames 180p→720p, untiled): peak RSS 6.8 GiB
-    # of which ~4 GiB are weights.
-    bytes_per_output_pixel = 1536
+    compile_targets = ("unet", "vae.encoder", "vae.decoder", "cfr")
+    # Each family's facts for its description.
+    name: str = "sd"
+    neighbourhood: tuple[int, int] = (0, 0)
+    licence: str = "unknown"
 
     def __init__(
         self,
@@ -107,13 +115,29 @@ class SDLatentVSR(OneStepLatentVSR):
         self.scale = scale
         self.scaling_factor = scaling_factor
         self.chunk = 4
+        self.tile_overlap = TILE_OVERLAP  # latent px each side; declared in the description
         self.vae_chunk = 1
-        self.vae_encode_tile: int | None = None  # image px; None: follow tiles.latent_tile
-        self.vae_decode_tile: int | None = None  # latent px; None: follow tiles.latent_tile
+        self.vae_encode_tile: int | None = None  # image px; None: follow the call's latent tile
+        self.vae_decode_tile: int | None = None  # latent px; None: follow the call's latent tile
         self.color_fix = "adain"
         self.process_size = 512
         self.reference_preprocess = True
         self.reference_postprocess = False
+
+    @property
+    def description(self) -> ModelDescription:
+        return ModelDescription(
+            name=self.name,
+            scale=self.scale,
+            scales=SCALES,
+            neighbourhood=self.neighbourhood,
+            tiling=Tiling("latent", TILE_MINIMUM, self.tile_overlap, per_input=self.scale / 8),
+            dtypes=("float32", "float16", "bfloat16"),
+            bytes_per_output_pixel=BYTES_PER_OUTPUT_PIXEL,
+            licence=self.licence,
+            prompt=True,
+            reference_postprocess=True,
+        )
 
     # -- memory-layout switch --------------------------------------------------------------
     def set_channels_last(self, enabled: bool = True) -> SDLatentVSR:
@@ -124,7 +148,7 @@ class SDLatentVSR(OneStepLatentVSR):
         return self
 
     # -- the template ----------------------------------------------------------------------
-    def upscale(self, frames: torch.Tensor) -> torch.Tensor:
+    def upscale(self, frames: torch.Tensor, tile: int = 0) -> torch.Tensor:
         """Prepare frames at the processing size (a multiple of 8), run the steps, and return
         exactly (h·scale, w·scale): resized back with PIL bicubic whenever the processing size
         differs. (DLoRAL's reference resizes back only what it enlarged, so a frame it merely
@@ -132,14 +156,14 @@ class SDLatentVSR(OneStepLatentVSR):
         height, width = frames.shape[-2:]
         size = (height * self.scale, width * self.scale)
         if not self.reference_preprocess:
-            return self._upscale_padded(frames)
-        out = super().upscale(frames)
+            return self._upscale_padded(frames, tile)
+        out = super().upscale(frames, tile)
         if out.shape[-2:] == size:
             return out
         sizes, filters = [(size[1], size[0])], ["bicubic"]
         return pil_resize(out, sizes, filters).to(device=out.device, dtype=out.dtype)
 
-    def _upscale_padded(self, frames: torch.Tensor) -> torch.Tensor:
+    def _upscale_padded(self, frames: torch.Tensor, tile: int) -> torch.Tensor:
         """torch bicubic enlargement, replication padding to a multiple of 8, crop, torch resize."""
         height, width = frames.shape[-2:]
         work = frames
@@ -152,7 +176,7 @@ class SDLatentVSR(OneStepLatentVSR):
         pad_h, pad_w = (-h) % step, (-w) % step
         if pad_h or pad_w:
             work = F.pad(work, (0, pad_w, 0, pad_h), mode="replicate")
-        out = super().upscale(work)[..., : h * self.scale, : w * self.scale]
+        out = super().upscale(work, tile)[..., : h * self.scale, : w * self.scale]
         if (h, w) != (height, width):
             out = F.interpolate(
                 out,
@@ -170,26 +194,16 @@ class SDLatentVSR(OneStepLatentVSR):
         up = F.interpolate(frames, scale_factor=self.scale, mode="bicubic", align_corners=False)
         return up.clamp(0, 1) * 2 - 1
 
-    @property
-    def latent_per_input(self) -> float:
-        """Latent pixels per input pixel along each side (the engine's memory planner reads it)."""
-        return self.scale / 8
-
-    def _vae_tiles(self) -> tuple[int, int]:
-        """The latent tiling (tile, overlap), which the VAE follows unless its own tile is set: one
-        switch (and the engine's out-of-memory halving) then bounds the VAE's memory too."""
-        return self.tiles.latent_tile, self.tiles.latent_overlap
-
-    def encode(self, cond: torch.Tensor) -> torch.Tensor:
-        tile, overlap = self._vae_tiles()
+    # The VAE follows the call's latent tile unless its own tile is set: one tile (and the
+    # engine's out-of-memory halving) then bounds the VAE's memory too.
+    def encode(self, cond: torch.Tensor, tile: int = 0) -> torch.Tensor:
         tile = self.vae_encode_tile if self.vae_encode_tile is not None else tile * 8
-        mean = vae_encode_mean(self.vae, cond, tile, overlap * 8, chunk=self.vae_chunk)
+        mean = vae_encode_mean(self.vae, cond, tile, self.tile_overlap * 8, chunk=self.vae_chunk)
         return mean * self.scaling_factor
 
-    def decode(self, x0: torch.Tensor) -> torch.Tensor:
-        tile, overlap = self._vae_tiles()
+    def decode(self, x0: torch.Tensor, tile: int = 0) -> torch.Tensor:
         tile = self.vae_decode_tile if self.vae_decode_tile is not None else tile
-        return vae_decode(self.vae, x0 / self.scaling_factor, tile, overlap, chunk=self.vae_chunk)
+        return vae_decode(self.vae, x0 / self.scaling_factor, tile, self.tile_overlap, chunk=self.vae_chunk)
 
     def finish(self, images: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         """[-1, 1] → [0, 1], colour fix against the model input (the references' `source`)."""
@@ -219,10 +233,12 @@ class SDLatentVSR(OneStepLatentVSR):
         dtype: torch.dtype = torch.float32,
         scale: int = 4,
         prompt: str = "",
+        reference_postprocess: bool = False,
     ) -> SDLatentVSR:
         """Load a converted bundle (see `vsrup.weights.convert`), ready for inference, cast to
         `dtype` whatever the bundle's; a `prompt` other than the one converted with is encoded (and
-        cached) by `vsrup.weights.prompt`; an empty one means the converted one."""
+        cached) by `vsrup.weights.prompt`; an empty one means the converted one.
+        `reference_postprocess`: finish as the references do (see the class docstring)."""
         config, tensors = read_bundle(path)
         if config.get("model") != cls.name:
             raise WeightsError(f"{path} holds a {config.get('model')!r} bundle, not {cls.name!r}")
@@ -239,6 +255,7 @@ class SDLatentVSR(OneStepLatentVSR):
         model = cls.assemble(config, tensors, unet, vae, embeds, scale)
         model.timestep = int(config.get("timestep", cls.timestep))
         model.process_size = int(config.get("process_size", model.process_size))  # 0 in test bundles
+        model.reference_postprocess = reference_postprocess
         if torch.device(device).type == "cpu" or dtype == torch.float32:
             # One frame per UNet call: a batched call rounds differently with the batch's size, so
             # only then is a frame the same bit for bit whatever window it sits in (the CPU gains

@@ -33,10 +33,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from vsrup.errors import WeightsError
-from vsrup.models.base import OneStepLatentVSR
+from vsrup.models.base import ModelDescription, OneStepLatentVSR, Tiling
 from vsrup.models.flow import resize_flow, warp, window_flows
+from vsrup.models.tiling import tiled_apply
 from vsrup.models.tiny_temporal import FlowPropagation, NeighbourAlign, ResBlock, neighbours, offset_fuse
-from vsrup.pipeline.tiling import tiled_apply
 
 __all__ = ["TinyConfig", "TinyVSR", "load_tiny", "save_tiny", "warp"]
 
@@ -45,6 +45,11 @@ IMAGE_CHANNELS = 3
 PAD = 2  # LR pixels of replicate padding around each frame
 ALIGN_MODES = ("flow", "offset", "none")
 TILE_OVERLAP = 20  # latent pixels each side of a spatial tile (see `upscale`)
+TILE_MINIMUM = 8  # latent pixels
+SCALES = (2, 4)  # the shipped weights' scales
+LICENCE = "Apache-2.0"
+# Measured peak (fp32, CPU, window of 8 at 180p→720p): activation bytes per output pixel and frame.
+BYTES_PER_OUTPUT_PIXEL = 160
 
 
 @dataclass
@@ -79,11 +84,10 @@ class TinyConfig:
 
 
 class TinyVSR(OneStepLatentVSR):
-    name = "tiny"
+    compile_targets = ("encoder", "refiner")
 
     def __init__(self, config: TinyConfig) -> None:
         super().__init__()
-        self.tiles.latent_overlap = TILE_OVERLAP
         if config.align not in ALIGN_MODES:
             raise ValueError(f"align must be one of {ALIGN_MODES}, not {config.align!r}")
         self.config = config
@@ -120,18 +124,29 @@ class TinyVSR(OneStepLatentVSR):
         nn.init.zeros_(self.to_pixels.bias)
 
     @property
-    def temporal_context(self) -> int:
-        """Frames of context wanted on each side; the engine overlaps windows by twice this. The
+    def description(self) -> ModelDescription:
+        """The recurrence makes every output depend on the whole window (neighbourhood None).
+        Context: frames wanted on each side; the engine overlaps windows by twice this. The
         recurrence already reaches every frame of the (8-frame) window, so one frame each side
         is enough to give window-edge frames a neighbour; more would multiply the work (context 2
         halves the new frames per 8-frame window), for frames that alignment errors make worth
-        less the farther they are."""
-        return 1 if self.temporal and self.config.align != "none" else 0
+        less the farther they are. Tiles are latent pixels (LR / latent_stride)."""
+        return ModelDescription(
+            name="tiny",
+            scale=self.scale,
+            scales=SCALES,
+            neighbourhood=None,
+            context=1 if self.temporal and self.config.align != "none" else 0,
+            tiling=Tiling("latent", TILE_MINIMUM, TILE_OVERLAP, per_input=1 / self.stride),
+            dtypes=("float32", "float16", "bfloat16"),
+            bytes_per_output_pixel=BYTES_PER_OUTPUT_PIXEL,
+            licence=LICENCE,
+        )
 
     # The template's steps, in order -------------------------------------------------------------
 
-    def upscale(self, frames: torch.Tensor) -> torch.Tensor:
-        """Flow is estimated once on the whole frames, then (with `tiles.latent_tile` set by the
+    def upscale(self, frames: torch.Tensor, tile: int = 0) -> torch.Tensor:
+        """Flow is estimated once on the whole frames, then (with a latent `tile`, from the
         engine's memory planner or the OOM fallback) the frame is done in overlapping spatial
         tiles, blended, each tile getting its crop of the flow: memory follows the tile, not the
         frame. Tiles overlap by TILE_OVERLAP latent pixels, feathered: with v3's six refiner
@@ -142,7 +157,7 @@ class TinyVSR(OneStepLatentVSR):
         if self._uses_flow(t):
             # Kept in float32 whatever the model's dtype: fp16 flow loses 1/16 px beyond 64 px.
             flows = window_flows(frames, t)
-        tile, overlap = self.tiles.latent_tile * self.stride, self.tiles.latent_overlap * self.stride
+        tile, overlap = tile * self.stride, TILE_OVERLAP * self.stride
         if tile <= 0:
             return self._upscale_whole(frames, flows)
         # Tiles must start on the latent grid (a multiple of the stride), the last one included.
@@ -166,11 +181,6 @@ class TinyVSR(OneStepLatentVSR):
         p = PAD * self.scale
         return out[..., p : p + h * self.scale, p : p + w * self.scale]
 
-    @property
-    def latent_per_input(self) -> float:
-        """Latent pixels per LR pixel along a side (the memory planner sizes tiles with it)."""
-        return 1 / self.stride
-
     def upscale_windows(self, windows: torch.Tensor) -> torch.Tensor:
         """Upscale a batch of windows (B, T, 3, h, w) at once, each window fused on its own."""
         b, t = windows.shape[:2]
@@ -191,7 +201,7 @@ class TinyVSR(OneStepLatentVSR):
         extra_h, extra_w = -(h + 2 * PAD) % self.stride, -(w + 2 * PAD) % self.stride
         return (PAD, PAD + extra_w, PAD, PAD + extra_h)
 
-    def encode(self, cond: torch.Tensor) -> torch.Tensor:
+    def encode(self, cond: torch.Tensor, tile: int = 0) -> torch.Tensor:
         image = F.pixel_unshuffle(cond, self.stride)
         inputs = image
         if self.config.aligned_inputs:
@@ -237,11 +247,11 @@ class TinyVSR(OneStepLatentVSR):
             fused = feats
         return torch.cat((image, fused), 1)
 
-    def denoise(self, fused: torch.Tensor, latents: torch.Tensor) -> torch.Tensor:
+    def denoise(self, fused: torch.Tensor, latents: torch.Tensor, tile: int = 0) -> torch.Tensor:
         image, feats = fused[:, : self.image_channels], fused[:, self.image_channels :]
         return torch.cat((image, feats + self.refiner(feats)), 1)
 
-    def decode(self, x0: torch.Tensor) -> torch.Tensor:
+    def decode(self, x0: torch.Tensor, tile: int = 0) -> torch.Tensor:
         image, feats = x0[:, : self.image_channels], x0[:, self.image_channels :]
         image = F.pixel_shuffle(image, self.stride)
         skip = F.interpolate(image, scale_factor=self.scale, mode="bicubic", align_corners=False)
@@ -288,7 +298,7 @@ def load_tiny(
 def load_shipped(
     scale: int, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32
 ) -> TinyVSR:
-    if scale not in (2, 4):
+    if scale not in SCALES:
         from vsrup.errors import UsageError
 
         raise UsageError(f"the tiny model has ×2 and ×4 weights, not ×{scale}")

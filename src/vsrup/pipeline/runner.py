@@ -3,8 +3,8 @@
 `Runner` owns what the stream loop should not care about: the device and dtype, moving frames to
 the device (pinned, non-blocking on CUDA) and results back (narrowed to 8/16 bit on the device), the
 compiled model's fixed window size, and the CUDA out-of-memory fallback that halves the tile and
-runs the same window again. It applies the plan's tile to the model right before each call: the
-plan is the one source of the tile, and this is the one place that hands it to the model.
+runs the same window again. The plan is the one source of the tile, and this is the one place that
+hands it to the model: as the argument of `upscale`, never as state written into the model.
 """
 
 from __future__ import annotations
@@ -36,17 +36,21 @@ class Runner:
             # usual size by repeating its last frame (which is what a window end sees anyway).
             batch = torch.cat([batch, batch[-1:].expand(plan.window - real, *batch.shape[1:])])
         while True:
-            self.model.tiles.latent_tile = plan.tile
             try:
                 with torch.inference_mode():
-                    return self.model.upscale(batch)[:real], plan
+                    return self.model.upscale(batch, plan.tile)[:real], plan
             except RuntimeError as exc:
                 if not self.recoverable(exc):
                     raise
             # Outside the except block, so the failed pass's tensors (held by the traceback) are freed.
             torch.cuda.empty_cache()
-            plan = smaller_tile(plan, self.model.tiles.latent_overlap)
+            described = self.model.description
+            plan = smaller_tile(plan, described.tiling)
             if plan is None:
+                if described.tiling.space == "none":
+                    raise DeviceError(
+                        f"out of GPU memory (the {described.name} model takes whole frames); try --window 2"
+                    )
                 raise DeviceError("out of GPU memory even with the smallest tiles; try --window 2")
 
     def recoverable(self, exc: BaseException) -> bool:

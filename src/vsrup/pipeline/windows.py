@@ -15,7 +15,7 @@ from typing import Generic, TypeVar
 import torch
 
 from vsrup.errors import UsageError
-from vsrup.pipeline.tiling import ramp
+from vsrup.models.tiling import ramp
 
 T = TypeVar("T")
 

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from vsrup.errors import UsageError
-from vsrup.models.tiny import TinyConfig, TinyVSR, load_tiny, save_tiny
+from vsrup.models.tiny import SCALES, TinyConfig, TinyVSR, load_tiny, save_tiny
 from vsrup.train import losses
 from vsrup.train.data import (
     DEFAULT_DATA,
@@ -208,7 +208,7 @@ def train(
     is recorded (step, old and new count) in the state and in the final weights' JSON, so the
     recipe stays reproducible."""
     s = settings
-    if s.scale not in (2, 4) or s.crop % (s.scale * s.latent_stride) or s.frames < 1 or s.steps < 1:
+    if s.scale not in SCALES or s.crop % (s.scale * s.latent_stride) or s.frames < 1 or s.steps < 1:
         raise UsageError("need scale 2 or 4, crop divisible by scale × stride, frames ≥ 1, steps ≥ 1")
     torch.set_num_threads(s.threads)
     run = Path(s.run_dir)

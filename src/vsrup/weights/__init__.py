@@ -33,12 +33,11 @@ from vsrup.weights.cache import ASSETS, bundle_dir, hub_cache, offline, vsrup_ca
 from vsrup.weights.fetch import Progress, fetch_files
 from vsrup.weights.maintainer import main, refresh_embedded
 from vsrup.weights.registry import REGISTRY, Entry, FileSpec, Location, get_entry, load_registry, safe_relpath
-from vsrup.weights.status import BUILTIN, describe_size, download_weights, list_models, status
+from vsrup.weights.status import builtin_status, describe_size, download_weights, list_models, status
 from vsrup.weights.verify import file_sha256, verify_file
 
 __all__ = [
     "ASSETS",
-    "BUILTIN",
     "BUNDLE_FILES",
     "DTYPES",
     "REGISTRY",
@@ -48,6 +47,7 @@ __all__ = [
     "Location",
     "Progress",
     "bundle_dir",
+    "builtin_status",
     "bundle_state",
     "convert_local",
     "describe_size",

@@ -11,9 +11,6 @@ from vsrup.weights.bundles import BUNDLE_FILES, bundle_state, download, root
 from vsrup.weights.fetch import Progress
 from vsrup.weights.registry import Entry, join_inside, load_registry, pick
 
-# Models that need no weights at all: listed by `vsrup models` beside the weights.toml entries.
-BUILTIN = {"bicubic": "bicubic interpolation, the baseline; no weights"}
-
 
 def _cached_files(entry: Entry, cache_dir: str | Path | None) -> dict[str, Path] | None:
     """Where all of entry's files already are on disk (not hashed), or None."""
@@ -73,11 +70,12 @@ def status(name: str, cache_dir: str | Path | None = None, registry: str | Path 
     }
 
 
-def builtin_status(name: str) -> dict:
+def builtin_status(name: str, description: str, licence: str = "-") -> dict:
+    """A `status` row for a model that needs no downloaded weights (e.g. bicubic)."""
     return {
         "name": name,
-        "description": BUILTIN[name],
-        "license": "-",
+        "description": description,
+        "license": licence,
         "source": "builtin",
         "size": 0,
         "approx_size": 0,
@@ -103,12 +101,9 @@ def describe_size(row: dict) -> str:
     return text if exact is not None else f"≈ {text}"
 
 
-def list_models(
-    cache_dir: str | Path | None = None, registry: str | Path | None = None, builtin: bool = True
-) -> list[dict]:
-    """Every weights.toml entry, then (with `builtin`) the models that need no weights."""
-    rows = [status(name, cache_dir, registry) for name in load_registry(registry)]
-    return rows + ([builtin_status(name) for name in BUILTIN] if builtin else [])
+def list_models(cache_dir: str | Path | None = None, registry: str | Path | None = None) -> list[dict]:
+    """The status of every weights.toml entry (`vsrup models` adds the catalogue's other models)."""
+    return [status(name, cache_dir, registry) for name in load_registry(registry)]
 
 
 def download_weights(
