@@ -24,6 +24,7 @@ from tiny_sd import (
 from vsrup import weights
 from vsrup.errors import UsageError, WeightsError
 from vsrup.models import load_model
+from vsrup.models.convert import convert, prompt_embedding
 from vsrup.models.dloral import DLoRAL
 from vsrup.models.osediff import OSEDiff
 from vsrup.models.sd import vae_encode_mean
@@ -36,7 +37,6 @@ from vsrup.models.sd_build import (
     read_tensors,
     rename_deprecated_vae_keys,
 )
-from vsrup.weights.convert import convert, prompt_embedding
 from vsrup.weights.lora import (
     DLORAL_ADAPTERS,
     OSEDIFF_UNET_ADAPTERS,

@@ -22,6 +22,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 
 from vsrup.io.reader import Frame
+from vsrup.models.convert import convert
 from vsrup.models.dloral import DLoRAL
 from vsrup.models.osediff import OSEDiff
 from vsrup.models.reference_resize import pil_resize, reference_enlarge, reference_sizes
@@ -29,7 +30,6 @@ from vsrup.models.sd import SDLatentVSR
 from vsrup.pipeline.plan import make_plan
 from vsrup.pipeline.runner import Runner
 from vsrup.pipeline.stream import upscale_stream
-from vsrup.weights.convert import convert
 
 FIXTURE = Path(__file__).parent / "fixtures" / "reference"
 LEVEL = 1 / 255

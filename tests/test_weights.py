@@ -6,7 +6,6 @@ import hashlib
 import json
 import os
 import re
-import sys
 import threading
 import types
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -118,19 +117,22 @@ def hub(tmp_path, monkeypatch):
     hub.server.server_close()
 
 
-@pytest.fixture
-def converter(monkeypatch):
-    """A stand-in vsrup.weights.convert that records its inputs and writes a bundle."""
-    calls = []
+class FakeConverter:
+    """A stand-in for vsrup.models.convert.convert that records its inputs and writes a bundle."""
 
-    def convert(model_name: str, files: dict[str, Path], out_dir: Path) -> Path:
-        calls.append((model_name, {k: Path(p).read_bytes() for k, p in files.items()}))
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, dict[str, bytes]]] = []
+
+    def __call__(self, model_name: str, files: dict[str, Path], out_dir: Path) -> Path:
+        self.calls.append((model_name, {k: Path(p).read_bytes() for k, p in files.items()}))
         (out_dir / "model.safetensors").write_bytes(b"converted")
         (out_dir / "config.json").write_text(json.dumps({"model": model_name}))
         return out_dir
 
-    monkeypatch.setitem(sys.modules, "vsrup.weights.convert", types.SimpleNamespace(convert=convert))
-    return calls
+
+@pytest.fixture
+def converter() -> FakeConverter:
+    return FakeConverter()
 
 
 def registry(tmp_path: Path, text: str) -> Path:
@@ -339,10 +341,10 @@ def test_local_file_is_verified_and_passed_to_the_converter(hub, tmp_path, conve
 
     with pytest.raises(WeightsError, match="not converted; run: vsrup download-weights m"):
         weights.require_bundle("m", registry=reg)
-    out = weights.download("m", local_file=mine, registry=reg)
+    out = weights.download("m", local_file=mine, registry=reg, converter=converter)
 
     assert hub.requests == []
-    assert converter == [("conv", {"model.pkl": data})]
+    assert converter.calls == [("conv", {"model.pkl": data})]
     assert weights.require_bundle("m", registry=reg) == out == tmp_path / "vsrup" / "m"
     assert (out / "model.safetensors").read_bytes() == b"converted"
     info = weights.status("m", registry=reg)
@@ -374,10 +376,10 @@ def test_a_wrong_local_file_is_refused_but_not_deleted(hub, tmp_path, converter)
     reg = registry(tmp_path, url_entry("m", f"{hub.url}/files/x", pin("model.pkl", blob(4000)), convert="c"))
 
     with pytest.raises(WeightsError, match="sha256"):
-        weights.download("m", local_file=mine, registry=reg)
+        weights.download("m", local_file=mine, registry=reg, converter=converter)
 
     assert mine.read_bytes() == blob(4000, seed=10)
-    assert converter == []
+    assert converter.calls == []
     assert not (tmp_path / "vsrup" / "m").exists()
 
 
@@ -393,10 +395,10 @@ def test_converter_gets_required_models_files_and_a_changed_pin_marks_the_bundle
     text += hub_entry("base", "org/base", pin("vae/w.bin", vae))
     reg = registry(tmp_path, text)
 
-    weights.download("m", registry=reg)
-    assert converter == [("conv", {"model.pkl": pkl, "vae/w.bin": vae})]
-    weights.download("m", registry=reg)
-    assert len(converter) == 1  # converted once; a current bundle is reused
+    weights.download("m", registry=reg, converter=converter)
+    assert converter.calls == [("conv", {"model.pkl": pkl, "vae/w.bin": vae})]
+    weights.download("m", registry=reg, converter=converter)
+    assert len(converter.calls) == 1  # converted once; a current bundle is reused
 
     registry(tmp_path, text.replace(sha(vae), sha(b"a newer vae")))
     with pytest.raises(WeightsError, match="no longer pins"):
@@ -409,10 +411,10 @@ def test_unpinned_files_are_refused_unless_trusted(hub, tmp_path, converter):
     reg = registry(tmp_path, url_entry("m", f"{hub.url}/files/model.pkl", '{ name = "model.pkl" }', "conv"))
 
     with pytest.raises(WeightsError, match="pins no sha256 for m: model.pkl.*--trust-unverified"):
-        weights.download("m", registry=reg)
+        weights.download("m", registry=reg, converter=converter)
     assert hub.requests == []  # refused before downloading anything
 
-    out = weights.download("m", registry=reg, trust_unverified=True)
+    out = weights.download("m", registry=reg, trust_unverified=True, converter=converter)
     assert weights.require_bundle("m", registry=reg) == out
     assert json.loads((out / "source.json").read_text())["files"] == {"model.pkl": None}
 
@@ -550,12 +552,12 @@ def test_download_weights_and_list_models_report_what_is_ready(hub, tmp_path):
 
 # about 15 s: imports torch, diffusers and peft, converts a tiny checkpoint
 def test_dloral_download_feeds_the_real_converter(hub, tmp_path):
-    """The whole path with the real vsrup.weights.convert on tiny checkpoints in the official layouts."""
-    import tiny_sd  # tests/tiny_sd.py and vsrup.weights.convert are in the repo: never a skip
+    """The whole path with the real vsrup.models.convert on tiny checkpoints in the official layouts."""
+    import tiny_sd  # tests/tiny_sd.py and vsrup.models.convert are in the repo: never a skip
     import torch
     from safetensors.torch import load_file
 
-    import vsrup.weights.convert  # noqa: F401 - a converter that fails to import fails here
+    from vsrup.models.convert import convert  # a converter that fails to import fails here
 
     base = tiny_sd.write_sd21_base(tmp_path / "sd")
     pkl = tiny_sd.write_dloral_pkl(tmp_path / "model.pkl")
@@ -567,7 +569,7 @@ def test_dloral_download_feeds_the_real_converter(hub, tmp_path):
     )
     reg = registry(tmp_path, text + hub_entry("sd", "org/sd", base_pins))
 
-    out = weights.download("dloral", registry=reg)
+    out = weights.download("dloral", registry=reg, converter=convert)
 
     bundle = load_file(out / "model.safetensors")
     config = json.loads((out / "config.json").read_text())

@@ -16,11 +16,11 @@ from tiny_sd import write_dloral_pkl, write_osediff_pkl, write_sd21_base
 
 from vsrup.errors import UsageError
 from vsrup.io.writer import EncodeSettings
+from vsrup.models.convert import convert
 from vsrup.pipeline.span import FrameRange
 from vsrup.progress import Reporter
 from vsrup.run import upscale_paths
 from vsrup.upscale import Upscaler, UpscaleSettings
-from vsrup.weights.convert import convert
 
 FRAMES = 9
 LOSSLESS = EncodeSettings(codec="ffv1", pix_fmt="bgr0")

@@ -188,7 +188,7 @@ def write_sd21_base(
     root: Path, seed: int = 2, embed_dim: int = TINY_UNET["cross_attention_dim"]
 ) -> dict[str, Path]:
     """unet/, vae/ (config + safetensors, the VAE with pre-0.15 attention names as on the hub
-    mirrors) and a prompt embedding; returns the `files` mapping `vsrup.weights.convert` takes."""
+    mirrors) and a prompt embedding; returns the `files` mapping `vsrup.models.convert` takes."""
     torch.manual_seed(seed)
     files = {}
     for name, model, config in (

@@ -76,6 +76,14 @@ def model_rows() -> list[dict]:
     return rows + list(listed.values())
 
 
+def convert_checkpoint(*args, **options) -> Path:
+    """The converter `weights` runs (it builds the networks, so it lives in `models`); imported
+    only when a conversion runs: torch and the checkpoint readers load only then."""
+    from vsrup.models.convert import convert
+
+    return convert(*args, **options)
+
+
 DOWNLOAD_HELP = """Download, verify (sha256 + size) and convert model weights once; later runs load them offline.
 
 [bold]Examples[/bold]
@@ -137,6 +145,7 @@ def download_weights_command(
             bars.update,
             base_dir=base_dir,
             dtype=dtype and dtype.value,
+            converter=convert_checkpoint,
         )
     for row in done:
         typer.echo(f"{row['name']}: ready  {row['path']}")
@@ -178,4 +187,5 @@ def convert_command(
 ) -> None:
     from vsrup import weights
 
-    typer.echo(f"{name}: ready  {weights.convert_local(name, checkpoint, base, out, dtype.value)}")
+    folder = weights.convert_local(name, checkpoint, base, out, dtype.value, converter=convert_checkpoint)
+    typer.echo(f"{name}: ready  {folder}")

@@ -235,7 +235,7 @@ class SDLatentVSR(OneStepLatentVSR):
         prompt: str = "",
         reference_postprocess: bool = False,
     ) -> SDLatentVSR:
-        """Load a converted bundle (see `vsrup.weights.convert`), ready for inference, cast to
+        """Load a converted bundle (see `vsrup.models.convert`), ready for inference, cast to
         `dtype` whatever the bundle's; a `prompt` other than the one converted with is encoded (and
         cached) by `vsrup.weights.prompt`; an empty one means the converted one.
         `reference_postprocess`: finish as the references do (see the class docstring)."""

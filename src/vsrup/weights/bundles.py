@@ -1,10 +1,11 @@
 """Converted bundles: download-and-convert (`vsrup download-weights`), conversion of the user's own
 local files (`vsrup convert`), and the bundle a model loader reads (`require_bundle`).
 
-A third-party checkpoint is converted once into a bundle (model.safetensors + config.json, see
-`vsrup.weights.convert`) with a source.json beside it that records which files (by their pinned
-sha256) and which converter and dtype made it; a bundle whose inputs weights.toml pins differently
-is stale. Nothing here imports torch: the converter is imported only when a conversion runs, so a
+A third-party checkpoint is converted once into a bundle (model.safetensors + config.json) with a
+source.json beside it that records which files (by their pinned sha256) and which converter and
+dtype made it; a bundle whose inputs weights.toml pins differently is stale. Nothing here imports
+torch or the models: the converter (`vsrup.models.convert.convert`, which builds the networks) is
+handed in by the caller as `converter`, so the dependency points one way (models → weights) and a
 missing bundle is reported before any heavy library loads.
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 from vsrup.errors import OutputError, UsageError, WeightsError
@@ -20,6 +22,8 @@ from vsrup.weights.fetch import Progress, embedded_files, fetch_files
 from vsrup.weights.registry import Entry, FileSpec, join_inside, load_registry, pick
 from vsrup.weights.verify import check, own_copies_hint, refuse_unpinned, unpinned
 
+# converter(convert_name, {repo path: local file}, out_dir, [dtype=...]) writes a bundle into out_dir
+Converter = Callable[..., Path]
 BUNDLE_FILES = ("model.safetensors", "config.json")
 SOURCE_JSON = "source.json"  # in a bundle: which files (by sha256) it was converted from
 DTYPES = ("fp16", "bf16", "fp32")
@@ -50,8 +54,10 @@ def download(
     registry: str | Path | None = None,
     base_dir: str | Path | None = None,
     dtype: str | None = None,
+    converter: Converter | None = None,
 ) -> Path:
-    """Fetch and verify model `name` (and the models it requires), convert it once, return its folder.
+    """Fetch and verify model `name` (and the models it requires), convert it once (with
+    `converter`), return its folder.
 
     The folder is the converted bundle, the package assets for the embedded model, or for a model
     with no converter the folder its files are in. `revision` and `local_file` apply to `name` only;
@@ -81,7 +87,7 @@ def download(
         for r in required:
             files.update(fetch_files(r, cache_dir=cache_dir, progress=progress))
     inputs = {key: (specs.get(key, FileSpec(key)), path) for key, path in files.items()}
-    return convert_bundle(entry, inputs, dtype or DEFAULT_DTYPE)
+    return convert_bundle(entry, inputs, dtype or DEFAULT_DTYPE, converter=converter)
 
 
 def convert_local(
@@ -91,6 +97,7 @@ def convert_local(
     out: str | Path | None = None,
     dtype: str = DEFAULT_DTYPE,
     registry: str | Path | None = None,
+    converter: Converter | None = None,
 ) -> Path:
     """`vsrup convert`: a bundle from the user's own checkpoint and base model folder, no network.
 
@@ -111,7 +118,7 @@ def convert_local(
     specs = {f.name: f for f in base_specs}
     for key, path in base_files(entry, base_specs, Path(base).expanduser()).items():
         inputs[key] = (specs.get(key, FileSpec(key)), path)
-    return convert_bundle(entry, inputs, dtype, Path(out).expanduser() if out else None)
+    return convert_bundle(entry, inputs, dtype, Path(out).expanduser() if out else None, converter)
 
 
 def base_files(entry: Entry, specs: list[FileSpec], base: Path) -> dict[str, Path]:
@@ -151,17 +158,19 @@ def input_specs(entries: dict[str, Entry], entry: Entry) -> dict[str, FileSpec]:
 
 
 def convert_bundle(
-    entry: Entry, inputs: dict[str, tuple[FileSpec, Path]], dtype: str, out: Path | None = None
+    entry: Entry,
+    inputs: dict[str, tuple[FileSpec, Path]],
+    dtype: str,
+    out: Path | None = None,
+    converter: Converter | None = None,
 ) -> Path:
-    """Run the entry's converter into a fresh folder and move it into place only when complete.
+    """Run `converter` into a fresh folder and move the bundle into place only when complete.
 
     The converter gets every input keyed by its path in its source repo, as weights.toml lists it
     ("model.pkl", "vae/diffusion_pytorch_model.safetensors", ...).
     """
-    try:
-        from vsrup.weights.convert import convert  # late: torch and the checkpoint readers load only here
-    except ImportError as e:
-        raise WeightsError(f"this vsrup cannot convert {entry.name!r} ({e})") from e
+    if converter is None:
+        raise WeightsError(f"{entry.name!r} needs converting, and no converter was given")
     out = out or cache.vsrup_cache() / entry.name
     if out.exists() and not (out / "config.json").is_file() and (not out.is_dir() or any(out.iterdir())):
         raise OutputError(f"{out} exists and is not a converted bundle; give --out a new folder")
@@ -170,7 +179,7 @@ def convert_bundle(
     tmp.mkdir(parents=True)
     try:
         options = {} if dtype == DEFAULT_DTYPE else {"dtype": dtype}
-        convert(entry.convert, {key: path for key, (_, path) in inputs.items()}, tmp, **options)
+        converter(entry.convert, {key: path for key, (_, path) in inputs.items()}, tmp, **options)
         missing = [f for f in BUNDLE_FILES if not (tmp / f).is_file()]
         if missing:
             raise WeightsError(f"the {entry.convert} converter did not write {', '.join(missing)}")

@@ -57,7 +57,7 @@ class Entry:
     description: str
     license: str
     source: str  # "embedded" | "hub" | "url"
-    convert: str  # converter name for vsrup.weights.convert, or "none"
+    convert: str  # converter name for vsrup.models.convert, or "none"
     files: tuple[FileSpec, ...]
     locations: tuple[Location, ...] = ()  # in the order to try: the primary, then the mirrors
     requires: tuple[str, ...] = ()

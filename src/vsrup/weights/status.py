@@ -7,7 +7,7 @@ from pathlib import Path
 
 from vsrup.errors import UsageError
 from vsrup.weights import cache
-from vsrup.weights.bundles import BUNDLE_FILES, bundle_state, download, root
+from vsrup.weights.bundles import BUNDLE_FILES, Converter, bundle_state, download, root
 from vsrup.weights.fetch import Progress
 from vsrup.weights.registry import Entry, join_inside, load_registry, pick
 
@@ -117,8 +117,10 @@ def download_weights(
     registry: str | Path | None = None,
     base_dir: str | Path | None = None,
     dtype: str | None = None,
+    converter: Converter | None = None,
 ) -> list[dict]:
-    """`vsrup download-weights`: download, verify and convert the named models; return their status."""
+    """`vsrup download-weights`: download, verify and convert (with `converter`) the named models;
+    return their status."""
     entries = load_registry(registry)
     if all_ == bool(names):
         raise UsageError(
@@ -130,5 +132,6 @@ def download_weights(
     if (revision or local_file or base_dir) and len(chosen) != 1:
         raise UsageError("--revision, --local-file and --base-dir apply to one model at a time")
     for name in chosen:
-        download(name, revision, local_file, cache_dir, progress, trust_unverified, registry, base_dir, dtype)
+        download(name, revision, local_file, cache_dir, progress, trust_unverified, registry, base_dir, dtype,
+                 converter)  # fmt: skip
     return [status(name, cache_dir, registry) for name in chosen]
