@@ -1,7 +1,7 @@
 """The video writer: encodes upscaled frames with the input's timestamps and colour tags, and (for a
 whole file) copies the input's audio and subtitle packets beside them.
 
-The output size is given by the caller (the model declares it: see `VSRModel.output_size`), so a
+The output size is given by the caller (the model declares it: see `ModelDescription.output_size`), so a
 wider comparison video needs no special writer. Segment files (`passthrough=False`) hold the
 video stream alone; their audio is muxed once when they are joined (`io.concat`).
 """
