@@ -39,7 +39,7 @@ def upscale_frames(model: SDLatentVSR, frames: torch.Tensor) -> torch.Tensor:
     """Frames (T, 3, h, w) in [0, 1] (8-bit values) → the model's output frames, through the stream
     loop `vsrup upscale` runs (its plan, windows and join; only the encode is left out)."""
     runner = Runner(model, torch.device("cpu"), torch.float32)
-    plan = make_plan(model, runner.device, runner.dtype, None, None, 0, None)
+    plan = make_plan(model.description, runner.device, runner.dtype, None, None, 0, None)
     images = (frames * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
     stream = upscale_stream([Frame(i, i, 1, image) for i, image in enumerate(images)], runner, plan)
     return torch.stack([image.float() for _, image in stream])
