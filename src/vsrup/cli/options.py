@@ -71,7 +71,7 @@ Tile = Annotated[
         "--tile",
         envvar="VSRUP_TILE",
         metavar="N",
-        help="Tile size in latent pixels; -1: from free memory, 0: whole frames.",
+        help="Tile size in the model's tile pixels; -1: from free memory, 0: off.",
         rich_help_panel=MEMORY_PANEL,
     ),
 ]
