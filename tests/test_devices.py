@@ -7,7 +7,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import decode_all, make_clip, packet_bytes
+from helpers import decode_all, make_clip, packet_bytes
 
 from vsrup.errors import BatchError, DeviceError, UsageError
 from vsrup.io.writer import EncodeSettings

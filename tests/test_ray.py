@@ -9,7 +9,7 @@ import shutil
 
 import numpy as np
 import pytest
-from conftest import decode_all, make_clip, packet_bytes
+from helpers import decode_all, make_clip, packet_bytes
 
 from vsrup.errors import BatchError
 from vsrup.io.writer import EncodeSettings
