@@ -3,6 +3,7 @@ in this process. A plain module (`from helpers import make_clip`); pytest fixtur
 
 from __future__ import annotations
 
+import os
 import sys
 from fractions import Fraction
 from pathlib import Path
@@ -145,3 +146,16 @@ def interrupt_after_two_segments(monkeypatch) -> None:
             raise KeyboardInterrupt
 
     monkeypatch.setattr(resume.SegmentedWriter, "_finish_segment", finish_then_interrupt)
+
+
+def crash_once(marker: Path, upscaler, task, reporter):
+    """A `run_segment` for the split executors (`run_segment=partial(crash_once, marker)`): the first
+    segment to create `marker` kills its own worker process, as a crash would; the worker must be
+    started again and the segment retried. Every other segment runs as usual."""
+    from vsrup.run.segmented import run_task
+
+    try:
+        os.close(os.open(marker, os.O_CREAT | os.O_EXCL))  # atomic: one worker alone crashes
+    except FileExistsError:
+        return run_task(upscaler, task, reporter)
+    os._exit(1)
