@@ -12,7 +12,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-from conftest import decode_all, make_clip
+from helpers import decode_all, make_clip
 
 from vsrup.errors import UsageError
 from vsrup.io.probe import probe

@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import decode_all, make_clip, run_cli
+from helpers import decode_all, make_clip, run_cli
 from rich.console import Console
 
 from vsrup import models

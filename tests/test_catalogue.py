@@ -87,7 +87,7 @@ def test_a_registered_name_and_path_kind_are_found_and_loaded(clean_catalogue, t
 def test_the_engine_hands_the_plan_tile_to_upscale_as_an_argument(clean_catalogue, tmp_path):
     """Runtime choices travel as arguments: the tile reaches `upscale(frames, tile)`, and the
     smallest tile the user may ask for is the model's declared one."""
-    from conftest import make_clip
+    from helpers import make_clip
 
     from vsrup.upscale import Upscaler, UpscaleSettings
 

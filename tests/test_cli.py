@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import decode_all, make_clip, packet_bytes
+from helpers import decode_all, make_clip, packet_bytes
 
 from vsrup.io.probe import probe
 

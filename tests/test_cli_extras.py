@@ -9,7 +9,7 @@ import sys
 from importlib.metadata import version
 from pathlib import Path
 
-from conftest import make_clip
+from helpers import make_clip
 from typer.testing import CliRunner
 
 from vsrup.cli import app

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import test_weights
-from conftest import make_clip, run_cli
+from helpers import make_clip, run_cli
 from test_weights import blob, hub_entry, registry, url_entry
 from typer.testing import CliRunner
 

@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 import torch
-from conftest import decode_all, make_clip, packet_bytes
+from helpers import decode_all, make_clip, packet_bytes
 from typer.testing import CliRunner
 
 from vsrup.cli import app

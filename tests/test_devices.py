@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
+from functools import partial
 
 import numpy as np
 import pytest
-from conftest import decode_all, make_clip, packet_bytes
+from helpers import crash_once, decode_all, make_clip, packet_bytes
 
+import vsrup.run
 from vsrup.errors import BatchError, DeviceError, UsageError
 from vsrup.io.writer import EncodeSettings
 from vsrup.progress import JsonReporter, Reporter
 from vsrup.run import upscale_paths
-from vsrup.run.devices import parse_devices
-from vsrup.run.segmented import CRASH_ONCE_ENV
+from vsrup.run.devices import DevicesExecutor, parse_devices
+from vsrup.run.jobs import Job
+from vsrup.run.segmented import SegmentedExecutor
 from vsrup.upscale import Upscaler, UpscaleSettings
 
 
@@ -86,13 +90,13 @@ def test_a_batch_folder_shares_one_worker_pool_and_records_a_bad_file(tmp_path):
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.mp4", "b.mkv"]
 
 
-def test_a_worker_that_dies_is_started_again_and_its_segment_retried(tmp_path, monkeypatch):
+def test_a_worker_that_dies_is_started_again_and_its_segment_retried(tmp_path):
     src = make_clip(tmp_path / "in.mkv", frames=10, audio=True)
     whole = Upscaler(settings()).upscale_file(src, tmp_path / "whole.mkv").output
     marker = tmp_path / "crashed"
-    monkeypatch.setenv(CRASH_ONCE_ENV, str(marker))  # the first segment kills its worker
+    executor = DevicesExecutor(settings(), ["cpu"], run_segment=partial(crash_once, marker))
     events = io.StringIO()
-    result = upscale_parallel(src, tmp_path / "out.mkv", settings(), ["cpu"], JsonReporter(events))
+    [result] = executor.run([Job(src, tmp_path / "out.mkv")], JsonReporter(events), single=True)
     assert marker.exists() and result.status == "done" and result.frames == 10
     assert decode_all(result.target)[0] == decode_all(whole)[0]
     assert all(
@@ -101,3 +105,43 @@ def test_a_worker_that_dies_is_started_again_and_its_segment_retried(tmp_path, m
     lines = [json.loads(line) for line in events.getvalue().splitlines()]
     assert any(e["event"] == "message" and "worker died" in e["text"] for e in lines)
     assert max(e["frames_done"] for e in lines if e["event"] == "progress") == 10
+
+
+class _StoppedPool:
+    """Workers that are stopped by Ctrl-C before they finish anything."""
+
+    size = 2
+
+    def run(self, tasks, works, meter, reporter):
+        self.works = works
+        raise KeyboardInterrupt
+
+
+class _InterruptedExecutor(SegmentedExecutor):
+    def __init__(self, settings):
+        super().__init__(settings)
+        self.pool = _StoppedPool()
+
+    @contextlib.contextmanager
+    def workers(self):
+        try:
+            yield self.pool
+        finally:  # the segment files must still be there while workers may be writing them
+            self.pool.scratch_at_stop = [work.scratch.is_dir() for work in self.pool.works]
+
+
+def test_ctrl_c_in_a_split_batch_marks_every_file_unfinished_and_removes_its_segments(tmp_path, monkeypatch):
+    folder = tmp_path / "clips"
+    folder.mkdir()
+    for name in ("a.mp4", "b.mp4", "c.mp4"):
+        make_clip(folder / name, frames=6)
+    executor = _InterruptedExecutor(settings())
+    monkeypatch.setattr(vsrup.run, "make_executor", lambda *args: executor)
+    events = io.StringIO()
+    with pytest.raises(KeyboardInterrupt):
+        upscale_devices([folder, tmp_path / "out"], settings(), "cpu,cpu", JsonReporter(events))
+    summary = json.loads(events.getvalue().splitlines()[-1])
+    # Files run side by side: none had "not started" while another ran.
+    assert summary["event"] == "summary" and (summary["unfinished"], summary["not_started"]) == (3, 0)
+    assert executor.pool.scratch_at_stop == [True, True, True]
+    assert not list((tmp_path / "out").glob(".*vsrup-segments*"))

@@ -14,7 +14,7 @@ from pathlib import Path
 import av
 import pytest
 import torch
-from conftest import _write_tone, make_clip, run_cli
+from helpers import make_clip, run_cli, write_tone
 
 from vsrup import models
 from vsrup.devices import is_out_of_memory
@@ -139,7 +139,7 @@ def test_zero_frames_exits_3(tmp_path, monkeypatch, capsys):
 def test_audio_only_file_exits_3(tmp_path, monkeypatch, capsys):
     audio_only = tmp_path / "song.mp4"
     with av.open(str(audio_only), "w") as out:
-        _write_tone(out, out.add_stream("aac", rate=48000), seconds=0.3)
+        write_tone(out, out.add_stream("aac", rate=48000), seconds=0.3)
     code, _, err = run_cli(monkeypatch, capsys, *upscale_args(audio_only, tmp_path / "out.mp4"))
     assert code == 3
     assert_one_line(err, "no video stream", "it has: audio")

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from conftest import write_rgb
+from helpers import write_rgb
 from PIL import Image
 
 from vsrup.evaluate import PSNR_CAP, evaluate, flicker, lanczos, make_lr, psnr_y, ssim_y, upscale_clip

@@ -7,7 +7,7 @@ from fractions import Fraction
 
 import av
 import pytest
-from conftest import make_clip
+from helpers import make_clip
 from typer.testing import CliRunner
 
 from vsrup.cli import app

@@ -1,12 +1,14 @@
-"""The package's shape stays easy to walk: no import circles (counting imports inside functions
-too), no module over ~400 lines, one decoder, and every model-running command on the one loop."""
+"""The package's shape stays easy to walk: no import circles between modules nor between packages
+(counting imports inside functions too), no module over ~400 lines, one decoder, every
+model-running command on the one loop, and tests that share helpers through a plain module."""
 
 from __future__ import annotations
 
 import ast
 from pathlib import Path
 
-PACKAGE = Path(__file__).resolve().parents[1] / "src" / "vsrup"
+TESTS = Path(__file__).resolve().parent
+PACKAGE = TESTS.parent / "src" / "vsrup"
 MAX_LINES = 400
 
 
@@ -58,6 +60,49 @@ def test_no_import_circles():
     known = modules()
     graph = {name: imports_of(path, known) - {name} for name, path in known.items()}
     assert find_cycle(graph) is None, " → ".join(find_cycle(graph) or [])
+
+
+def package_of(module: str) -> str:
+    """`vsrup.run.devices` → `vsrup.run`; a top-level module (`vsrup.upscale`) stands for itself."""
+    return ".".join(module.split(".")[:2])
+
+
+def package_graph(graph: dict[str, set[str]]) -> dict[str, set[str]]:
+    """The module graph folded onto packages: an import inside one package is no edge."""
+    folded: dict[str, set[str]] = {}
+    for module, targets in graph.items():
+        here = package_of(module)
+        folded.setdefault(here, set()).update(package_of(t) for t in targets)
+        folded[here].discard(here)
+    return folded
+
+
+def test_no_import_circles_between_packages():
+    """A package imports from another only if that one never imports back (through any module): a
+    circle of packages is a circle of concerns, even when no two modules import each other."""
+    known = modules()
+    graph = package_graph({name: imports_of(path, known) for name, path in known.items()})
+    assert find_cycle(graph) is None, " → ".join(find_cycle(graph) or [])
+
+
+def test_a_circle_of_packages_is_found_where_no_module_circle_is():
+    modules_only = {"p.a.x": {"p.b.y"}, "p.b.y": set(), "p.b.z": {"p.a.w"}, "p.a.w": set()}
+    assert find_cycle(modules_only) is None
+    assert find_cycle(package_graph(modules_only)) == ["p.a", "p.b", "p.a"]
+
+
+def test_tests_import_shared_helpers_not_conftest():
+    """conftest.py is for pytest to load (fixtures, hooks); importing it by name works only under
+    pytest's default import mode and with a single conftest.py. Shared helpers live in helpers.py."""
+    offenders = []
+    for path in sorted(TESTS.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom):
+                names = [node.module or ""]
+            if "conftest" in names:
+                offenders.append(path.name)
+    assert offenders == []
 
 
 def test_the_cycle_finder_finds_a_cycle():

@@ -164,7 +164,7 @@ def test_a_resumable_job_records_the_tile_the_oom_fallback_chose(tmp_path, flaky
     too, so the job's plan is updated with it."""
     import json
 
-    from conftest import interrupt_after_two_segments
+    from helpers import interrupt_after_two_segments
 
     from vsrup import resume
 

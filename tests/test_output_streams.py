@@ -12,7 +12,7 @@ import av
 import numpy as np
 import pytest
 from av.video.reformatter import ColorRange, Colorspace
-from conftest import make_clip, pattern, run_cli
+from helpers import make_clip, pattern, run_cli
 
 GREEN = (36, 180, 85)  # a colour of GIF's rgb8 palette: no dithering
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import decode_all, make_clip, packet_bytes
+from helpers import decode_all, make_clip, packet_bytes
 
 from vsrup.io.probe import probe
 from vsrup.io.writer import EncodeSettings

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import make_clip
+from helpers import make_clip
 from PIL import Image
 from typer.testing import CliRunner
 

@@ -9,7 +9,7 @@ from fractions import Fraction
 
 import av
 import pytest
-from conftest import make_clip, run_cli
+from helpers import make_clip, run_cli
 
 from vsrup.io.probe import probe
 from vsrup.progress import JsonReporter, LineReporter

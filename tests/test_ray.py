@@ -6,17 +6,19 @@ from __future__ import annotations
 import io
 import json
 import shutil
+from functools import partial
 
+import helpers
 import numpy as np
 import pytest
-from conftest import decode_all, make_clip, packet_bytes
+from helpers import crash_once, decode_all, make_clip, packet_bytes
 
 from vsrup.errors import BatchError
 from vsrup.io.writer import EncodeSettings
 from vsrup.progress import JsonReporter, Reporter
 from vsrup.run import ray as cluster
 from vsrup.run import upscale_paths
-from vsrup.run.segmented import CRASH_ONCE_ENV
+from vsrup.run.jobs import Job
 from vsrup.upscale import Upscaler, UpscaleSettings
 
 ray = pytest.importorskip("ray")
@@ -44,15 +46,21 @@ def assert_same_video(a, b, frames: int) -> None:
     assert all(np.array_equal(x, y) for x, y in zip(a_images, b_images, strict=True))
 
 
-def test_a_clip_on_ray_equals_one_run_even_when_a_worker_dies(tmp_path, monkeypatch):
+@pytest.fixture
+def helpers_by_value():
+    """Ray workers cannot import the tests' `helpers` module: ship its functions by value."""
+    ray.cloudpickle.register_pickle_by_value(helpers)
+    yield
+    ray.cloudpickle.unregister_pickle_by_value(helpers)
+
+
+def test_a_clip_on_ray_equals_one_run_even_when_a_worker_dies(tmp_path, helpers_by_value):
     src = make_clip(tmp_path / "in.mp4", frames=20, audio=True)
     whole = Upscaler(settings()).upscale_file(src, tmp_path / "whole.mkv").output
     marker = tmp_path / "crashed"
-    monkeypatch.setenv(CRASH_ONCE_ENV, str(marker))  # the first task kills its actor
+    executor = cluster.RayExecutor(settings(), "local", run_segment=partial(crash_once, marker))
     events = io.StringIO()
-    [outcome] = upscale_paths(
-        [src, tmp_path / "ray.mkv"], settings(), JsonReporter(events), ray_address="local"
-    )
+    [outcome] = executor.run([Job(src, tmp_path / "ray.mkv")], JsonReporter(events), single=True)
     assert marker.exists()  # a worker did die, and its task was retried on the restarted actor
     assert outcome.status == "done" and outcome.frames == 20
     assert_same_video(whole, tmp_path / "ray.mkv", 20)

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import decode_all, interrupt_after_two_segments, make_clip, packet_bytes, run_cli
+from helpers import decode_all, interrupt_after_two_segments, make_clip, packet_bytes, run_cli
 
 from vsrup import models, resume
 from vsrup.io.writer import EncodeSettings

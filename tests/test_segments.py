@@ -10,7 +10,7 @@ import av
 import numpy as np
 import pytest
 import torch
-from conftest import decode_all, make_clip, packet_bytes, pattern
+from helpers import decode_all, make_clip, packet_bytes, pattern
 
 from vsrup import models
 from vsrup.errors import InputError, UsageError

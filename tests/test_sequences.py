@@ -11,7 +11,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-from conftest import make_clip, pattern, run_cli
+from helpers import make_clip, pattern, run_cli
 
 from vsrup.io.probe import probe
 from vsrup.io.reader import read_frames

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import SHARED_DATA, pattern, write_rgb
+from helpers import SHARED_DATA, pattern, write_rgb
 
 from vsrup import models
 from vsrup.io.probe import probe

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import av
 import pytest
-from conftest import pattern, run_cli
+from helpers import pattern, run_cli
 
 from vsrup.io.timecode import advance_timecode, read_timecode
 from vsrup.progress import Reporter

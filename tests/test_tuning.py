@@ -128,7 +128,7 @@ def test_max_memory_caps_the_plan():
 
 
 def test_upscale_max_memory_tiles_the_frame_and_says_so(tmp_path, monkeypatch, capsys):
-    from conftest import decode_all, make_clip, run_cli
+    from helpers import decode_all, make_clip, run_cli
 
     clip = make_clip(tmp_path / "in.mp4", frames=5, size=(96, 64))
     out = tmp_path / "out.mp4"

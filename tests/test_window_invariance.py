@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import decode_all, interrupt_after_two_segments, write_rgb
+from helpers import decode_all, interrupt_after_two_segments, write_rgb
 from test_shots import shot_a
 from tiny_sd import write_dloral_pkl, write_osediff_pkl, write_sd21_base
 

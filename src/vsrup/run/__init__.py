@@ -3,8 +3,9 @@
 `upscale_paths` reads the command line once (`jobs.read_paths`), leaves out what is done already
 (`--skip-existing`), hands the rest to an executor — `LocalExecutor` (this process), `DevicesExecutor`
 (one process per device, `--devices`) or `RayExecutor` (actors on a Ray cluster, `--ray`) — and
-reports the outcomes. Every executor has `run(jobs, reporter, single) -> list[Outcome]`: one input
-file raises its own error (with its own exit code); a batch records failures and goes on.
+reports the outcomes. Every executor implements `run.executor.Executor`: `run(jobs, reporter, single)
+-> list[Outcome]`, where one input file raises its own error (with its own exit code) and a batch
+records failures and goes on.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from vsrup.errors import UsageError
 from vsrup.io.files import check_writable, output_exists
 from vsrup.io.sequence import is_pattern
 from vsrup.progress import Reporter
+from vsrup.run.executor import Executor
 from vsrup.run.jobs import Outcome, raise_if_failed, read_paths, skipped, unfinished
 
 
@@ -53,8 +55,8 @@ def upscale_paths(
         outcomes += executor.run(todo, reporter, single) if todo else []
     except KeyboardInterrupt:
         if not single:  # what the batch finished before it was stopped, and what it did not
-            ended = outcomes + getattr(executor, "outcomes", [])
-            ended += unfinished(todo, ended, in_order=hasattr(executor, "outcomes"))
+            ended = outcomes + executor.finished
+            ended += unfinished(todo, ended, in_order=executor.in_order)
             reporter.summary([o.as_dict() for o in ended])
         raise
     if not single:
@@ -63,7 +65,7 @@ def upscale_paths(
     return outcomes
 
 
-def make_executor(settings, devices: str | list[str] | None, ray_address: str | None):
+def make_executor(settings, devices: str | list[str] | None, ray_address: str | None) -> Executor:
     """The executor for these options; split runs refuse what only a one-process run can do."""
     if devices or ray_address:
         if settings.start or settings.end:

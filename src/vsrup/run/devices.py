@@ -14,22 +14,17 @@ import contextlib
 import multiprocessing as mp
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import replace
 
 from vsrup.errors import DeviceError, UsageError, describe, rebuild
 from vsrup.progress import Reporter
-from vsrup.run.jobs import Job, Outcome
 from vsrup.run.segmented import (
-    SEGMENTS_PER_WORKER,
     FileWork,
     Meter,
+    SegmentedExecutor,
+    SegmentRunner,
     SegmentTask,
-    conclude,
-    discard,
-    finish_file,
-    plan_work,
-    run_task,
-    tasks_of,
 )
 
 RETRIES = 3  # restarts of a dead worker (per device), each retrying the segment it held
@@ -55,80 +50,78 @@ def parse_devices(spec: str) -> list[str]:
     return names
 
 
-class DevicesExecutor:
-    def __init__(self, settings, devices: list[str], per_worker: int = SEGMENTS_PER_WORKER) -> None:
-        self.settings, self.devices, self.per_worker = settings, devices, per_worker
+class DevicesExecutor(SegmentedExecutor):
+    def __init__(self, settings, devices: list[str], **options) -> None:
+        """`options`: SegmentedExecutor's (`per_worker`, `run_segment`)."""
+        super().__init__(settings, **options)
+        self.devices = devices
 
-    def run(self, jobs: list[Job], reporter: Reporter, single: bool) -> list[Outcome]:
-        outcomes, works = plan_work(jobs, self.settings, len(self.devices) * self.per_worker, single)
-        reporter.start(str(jobs[0].source) if single else f"{len(works)} files", sum(w.frames for w in works))
-        started = time.perf_counter()
+    @contextlib.contextmanager
+    def workers(self) -> Iterator[_Pool]:
+        pool = _Pool(replace(self.settings, overwrite=True), self.devices, self.run_segment)
         try:
-            if works:
-                run_workers(self.settings, self.devices, works, reporter)
-        except BaseException:
-            discard(works)
-            raise
-        outcomes += [finish_file(work) for work in works]
-        return conclude(outcomes, single, reporter, started)
-
-
-def run_workers(settings, devices: list[str], works: list[FileWork], reporter: Reporter) -> None:
-    """Run every segment of `works` on one process per device, handing each worker its next segment
-    when it asks. A failed segment marks its file failed; a worker that dies is started again and
-    its segment retried (up to RETRIES times per device); one that cannot load the model ends the run."""
-    tasks = tasks_of(works, settings)
-    meter = Meter({i: t.span.stop - t.span.start for i, t in enumerate(tasks)}, reporter)
-    pool = _Pool(replace(settings, overwrite=True), devices)
-    try:
-        pending, done = collections.deque(range(len(tasks))), 0
-        while done < len(tasks):
-            event = pool.next_event()
-            if event is None:  # nothing to read: a good moment to look for dead workers
-                for task_id in pool.restart_dead(reporter):
-                    pending.appendleft(task_id)
-                continue
-            kind, slot = event[0], event[1]
-            if kind == "ready" and pending:
-                task_id = pending.popleft()
-                pool.send(slot, task_id, tasks[task_id])
-            elif kind == "advance":
-                meter.add(event[2], event[3])
-            elif kind in ("done", "failed"):
-                done += 1
-                pool.current[slot] = None
-                meter.complete(event[2])
-                if kind == "failed":  # one segment: its file fails, the rest goes on
-                    work = works[tasks[event[2]].file]
-                    work.error = work.error or rebuild(event[3], event[4])
-            elif kind == "message":
-                reporter.message(event[2])
-            elif kind == "fatal":  # could not load the model: every worker would fail alike
-                raise rebuild(event[2], event[3])
-    finally:
-        pool.stop()
+            yield pool
+        finally:
+            pool.stop()
 
 
 class _Pool:
-    """One worker process per device. Each has its own inbox, so the parent always knows which
-    segment a worker holds; all share one event queue back. Both are SimpleQueues: a put is
-    written at once, so nothing a worker said before dying is lost."""
+    """One worker process per device, started when there is work. Each has its own inbox, so the
+    parent always knows which segment a worker holds; all share one event queue back. Both are
+    SimpleQueues: a put is written at once, so nothing a worker said before dying is lost."""
 
-    def __init__(self, settings, devices: list[str]) -> None:
+    def __init__(self, settings, devices: list[str], run_segment: SegmentRunner) -> None:
         self.ctx = mp.get_context("spawn")  # CUDA cannot be used in forked children
-        self.settings, self.devices = settings, devices
+        self.settings, self.devices, self.run_segment = settings, devices, run_segment
+        self.size = len(devices)
         self.events = self.ctx.SimpleQueue()
         self.cpu_threads = max(1, (os.cpu_count() or 1) // max(1, devices.count("cpu")))
         self.procs: list = [None] * len(devices)
         self.inboxes: list = [None] * len(devices)
         self.current: list[int | None] = [None] * len(devices)  # the task each worker holds
         self.restarts = [0] * len(devices)
-        for slot in range(len(devices)):
+
+    def run(self, tasks: list[SegmentTask], works: list[FileWork], meter: Meter, reporter: Reporter) -> None:
+        """Start one process per device and hand each worker its next segment when it asks. A
+        failed segment marks its file failed; a worker that dies is started again and its segment
+        retried (up to RETRIES times per device); one that cannot load the model ends the run."""
+        for slot in range(self.size):
             self._start(slot)
+        pending, done = collections.deque(range(len(tasks))), 0
+        while done < len(tasks):
+            event = self.next_event()
+            if event is None:  # nothing to read: a good moment to look for dead workers
+                for task_id in self.restart_dead(reporter):
+                    pending.appendleft(task_id)
+                continue
+            kind, slot = event[0], event[1]
+            if kind == "ready" and pending:
+                task_id = pending.popleft()
+                self.send(slot, task_id, tasks[task_id])
+            elif kind == "advance":
+                meter.add(event[2], event[3])
+            elif kind in ("done", "failed"):
+                done += 1
+                self.current[slot] = None
+                meter.complete(event[2])
+                if kind == "failed":  # one segment: its file fails, the rest goes on
+                    works[tasks[event[2]].file].fail(rebuild(event[3], event[4]))
+            elif kind == "message":
+                reporter.message(event[2])
+            elif kind == "fatal":  # could not load the model: every worker would fail alike
+                raise rebuild(event[2], event[3])
 
     def _start(self, slot: int) -> None:
         inbox = self.ctx.SimpleQueue()
-        args = (slot, self.devices[slot], self.settings, inbox, self.events, self.cpu_threads)
+        args = (
+            slot,
+            self.devices[slot],
+            self.settings,
+            self.run_segment,
+            inbox,
+            self.events,
+            self.cpu_threads,
+        )
         proc = self.ctx.Process(target=_worker, args=args, name=f"vsrup-{self.devices[slot]}", daemon=True)
         proc.start()
         self.procs[slot], self.inboxes[slot], self.current[slot] = proc, inbox, None
@@ -161,10 +154,10 @@ class _Pool:
 
     def stop(self) -> None:
         for slot, proc in enumerate(self.procs):
-            if proc.is_alive():
+            if proc is not None and proc.is_alive():
                 with contextlib.suppress(Exception):
                     self.inboxes[slot].put(None)
-        for proc in self.procs:
+        for proc in filter(None, self.procs):
             proc.join(timeout=5)
             if proc.is_alive():
                 proc.terminate()
@@ -186,7 +179,9 @@ class _QueueReporter(Reporter):
         self.events.put(("message", self.slot, text))
 
 
-def _worker(slot: int, device: str, settings, inbox, events, cpu_threads: int) -> None:
+def _worker(
+    slot: int, device: str, settings, run_segment: SegmentRunner, inbox, events, cpu_threads: int
+) -> None:
     """One device: load the model once, then upscale the segments the parent sends until None."""
     import signal
 
@@ -215,7 +210,7 @@ def _worker(slot: int, device: str, settings, inbox, events, cpu_threads: int) -
         task_id, task = item
         reporter.task = task_id
         try:
-            run_task(upscaler, task, reporter)
+            run_segment(upscaler, task, reporter)
             events.put(("done", slot, task_id))
         except Exception as exc:  # noqa: BLE001 - this file fails, the next may be fine
             events.put(("failed", slot, task_id, *describe(exc, device)))

@@ -7,23 +7,21 @@ import time
 
 from vsrup.errors import VsrupError
 from vsrup.progress import Reporter
+from vsrup.run.executor import Executor
 from vsrup.run.jobs import Job, Outcome, ended
 
 log = logging.getLogger(__name__)
 
 
-class LocalExecutor:
-    def __init__(self, settings) -> None:
-        self.settings = settings
+class LocalExecutor(Executor):
+    in_order = True  # one file after another
 
     def run(self, jobs: list[Job], reporter: Reporter, single: bool) -> list[Outcome]:
         """Upscale every job with one loaded model. One input file raises its own error; in a batch a
-        failed file is recorded and the batch goes on. Outcomes are appended to `self.outcomes` as
-        they happen, so the caller still has them when Ctrl-C stops the batch."""
+        failed file is recorded and the batch goes on."""
         from vsrup.upscale import Upscaler  # torch is heavy: only once the paths make sense
 
         upscaler = Upscaler(self.settings)  # the model loads once for every file
-        self.outcomes: list[Outcome] = []
         for job in jobs:
             if single:
                 try:
@@ -38,8 +36,8 @@ class LocalExecutor:
                 outcome = _run_one(upscaler, job, reporter)
                 if outcome.status != "done":
                     reporter.outcome(outcome.as_dict())
-            self.outcomes.append(outcome)
-        return self.outcomes
+            self.finished.append(outcome)
+        return self.finished
 
 
 def _run_one(upscaler, job: Job, reporter: Reporter) -> Outcome:

@@ -13,28 +13,24 @@ Without ADDRESS a local Ray is started (`ray.init(num_cpus=2)`).
 
 from __future__ import annotations
 
-import os
+import collections
+import contextlib
 import tempfile
-import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
 from vsrup.errors import UsageError, VsrupError
 from vsrup.io.writer import SEGMENT_EXT
 from vsrup.progress import Reporter
-from vsrup.run.jobs import Job, Outcome
 from vsrup.run.segmented import (
-    CRASH_ONCE_ENV,
-    SEGMENTS_PER_WORKER,
+    FileWork,
     Meter,
+    SegmentedExecutor,
+    SegmentRunner,
     SegmentTask,
-    conclude,
-    discard,
-    finish_file,
-    plan_work,
     run_task,
-    tasks_of,
 )
 
 LOCAL_CPUS = 2  # a local Ray (no ADDRESS) gets this many CPUs: one actor each
@@ -66,7 +62,14 @@ def connect(address: str | None = None):
 class SegmentWorker:
     """A Ray actor: one device, the model loaded once, segments upscaled on request."""
 
-    def __init__(self, settings, device: str, threads: int | None, progress: str | None = None) -> None:
+    def __init__(
+        self,
+        settings,
+        device: str,
+        threads: int | None,
+        progress: str | None = None,
+        run_segment: SegmentRunner = run_task,
+    ) -> None:
         import torch
 
         from vsrup.upscale import Upscaler
@@ -82,10 +85,12 @@ class SegmentWorker:
         self.inputs: dict[str, Path] = {}
         self.progress_name = progress
         self.progress = None
+        self.run_segment = run_segment
 
-    def run(self, task: SegmentTask, source_ref: list) -> tuple[int, bytes]:
+    def run(self, task_id: int, task: SegmentTask, source_ref: list) -> tuple[int, bytes]:
         """Upscale one segment into a file here; return its frame count and bytes. `source_ref` is a
-        one-item list so that Ray fetches the input's bytes only when this actor has not cached them."""
+        one-item list so that Ray fetches the input's bytes only when this actor has not cached them.
+        Progress goes to the driver tagged with `task_id`."""
         key = str(task.file)
         if key not in self.inputs:
             import ray
@@ -101,7 +106,7 @@ class SegmentWorker:
             self.progress = ray.get_actor(self.progress_name)
         here = replace(task, source=self.inputs[key], output=self.folder / f"segment{SEGMENT_EXT}")
         try:
-            result = run_task(self.upscaler, here, _RayReporter(self.progress, (task.file, task.segment)))
+            result = self.run_segment(self.upscaler, here, _RayReporter(self.progress, task_id))
             return result.frames, here.output.read_bytes()
         finally:
             here.output.unlink(missing_ok=True)
@@ -114,7 +119,7 @@ class SegmentWorker:
 class _RayReporter(Reporter):
     """Sends a worker's progress, tagged with its task, to the driver through a Ray queue."""
 
-    def __init__(self, progress, task: tuple) -> None:  # progress: the Ray queue's actor
+    def __init__(self, progress, task: int) -> None:  # progress: the Ray queue's actor
         super().__init__()
         self.progress, self.task = progress, task
 
@@ -123,11 +128,14 @@ class _RayReporter(Reporter):
             self.progress.put_nowait.remote((self.task, frames))  # fire and forget
 
 
-class RayExecutor:
-    def __init__(self, settings, address: str | None = None, per_worker: int = SEGMENTS_PER_WORKER) -> None:
-        self.settings, self.address, self.per_worker = settings, address, per_worker
+class RayExecutor(SegmentedExecutor):
+    def __init__(self, settings, address: str | None = None, **options) -> None:
+        """`options`: SegmentedExecutor's (`per_worker`, `run_segment`)."""
+        super().__init__(settings, **options)
+        self.address = address
 
-    def run(self, jobs: list[Job], reporter: Reporter, single: bool) -> list[Outcome]:
+    @contextlib.contextmanager
+    def workers(self) -> Iterator[_Cluster]:
         ray = connect(self.address)
         from ray.util.queue import Queue
 
@@ -137,39 +145,26 @@ class RayExecutor:
         progress = Queue(actor_options={"num_cpus": 0, "name": progress_name})  # no CPU a worker needs
         actors = []
         try:
-            actors = start_actors(ray, self.settings, progress_name)
-            outcomes, works = plan_work(jobs, self.settings, len(actors) * self.per_worker, single)
-            reporter.start(
-                str(jobs[0].source) if single else f"{len(works)} files", sum(w.frames for w in works)
-            )
-            started = time.perf_counter()
-            try:
-                _run(ray, actors, works, self.settings, reporter, progress)
-            except BaseException:
-                discard(works)
-                raise
+            actors = start_actors(ray, self.settings, progress_name, self.run_segment)
+            yield _Cluster(ray, actors, progress)
         finally:
             for actor in actors:
                 ray.kill(actor)
             progress.shutdown()
-        outcomes += [finish_file(work) for work in works]
-        return conclude(outcomes, single, reporter, started)
 
 
-def start_actors(ray, settings, progress=None) -> list:
+def start_actors(ray, settings, progress=None, run_segment: SegmentRunner = run_task) -> list:
     """One actor per GPU of the cluster, else one per CPU (each with one torch thread)."""
     resources = ray.cluster_resources()
     gpus, cpus = int(resources.get("GPU", 0)), int(resources.get("CPU", 1))
     options = {"max_restarts": RETRIES, "max_task_retries": RETRIES}
-    if CRASH_ONCE_ENV in os.environ:  # forward the testing hook into the actors' processes
-        options["runtime_env"] = {"env_vars": {CRASH_ONCE_ENV: os.environ[CRASH_ONCE_ENV]}}
     remote = ray.remote(SegmentWorker)
     if gpus:
         make = remote.options(num_gpus=1, num_cpus=1, **options)
-        actors = [make.remote(settings, "cuda", None, progress) for _ in range(gpus)]
+        actors = [make.remote(settings, "cuda", None, progress, run_segment) for _ in range(gpus)]
     else:
         make = remote.options(num_cpus=1, **options)
-        actors = [make.remote(settings, "cpu", 1, progress) for _ in range(max(1, cpus))]
+        actors = [make.remote(settings, "cpu", 1, progress, run_segment) for _ in range(max(1, cpus))]
     # Fail early and once for what every worker would hit (unknown model, missing weights).
     errors = [e for e in ray.get([a.ping.remote() for a in actors]) if e is not None]
     if errors:
@@ -179,51 +174,55 @@ def start_actors(ray, settings, progress=None) -> list:
     return actors
 
 
-def _run(ray, actors: list, works: list, settings, reporter: Reporter, progress) -> None:
-    """Hand segments to idle actors until all are done; each file ships to the cluster once."""
-    tasks = tasks_of(works, settings)
-    tasks.reverse()  # pop() from the end: files and segments in order
-    # A file enters the object store when its first segment is handed out and leaves it when its
-    # last one is back, so a big batch never holds more than a few files there at once.
-    refs, left = {}, {w: len(work.ranges) for w, work in enumerate(works)}
-    meter = Meter(
-        {(w, s): r.stop - r.start for w, work in enumerate(works) for s, r in enumerate(work.ranges)},
-        reporter,
-    )
-    idle, running = list(actors), {}
-    while tasks or running:
-        while tasks and idle:
-            task, actor = tasks.pop(), idle.pop()
-            if task.file not in refs:
-                refs[task.file] = ray.put(task.source.read_bytes())
-            running[actor.run.remote(task, [refs[task.file]])] = (actor, task)
-        ready, _ = ray.wait(list(running), num_returns=1, timeout=_POLL_S)
-        _drain(progress, meter)
-        if not ready:
-            continue
-        actor, task = running.pop(ready[0])
-        idle.append(actor)
-        work = works[task.file]
-        left[task.file] -= 1
-        try:
-            _, data = ray.get(ready[0])
-        except Exception as exc:  # noqa: BLE001 - the file fails; the others go on
-            work.error = work.error or _as_vsrup_error(exc)
-            dropped = [t for t in tasks if t.file == task.file]  # its other segments are pointless now
-            tasks = [t for t in tasks if t.file != task.file]
-            left[task.file] -= len(dropped)
-        else:
-            task.output.write_bytes(data)
-            meter.complete((task.file, task.segment))
-        if left[task.file] == 0:
-            refs.pop(task.file, None)
+class _Cluster:
+    """The actors of one run; the driver hands each idle one its next segment."""
+
+    def __init__(self, ray, actors: list, progress) -> None:
+        self.ray, self.actors, self.progress = ray, actors, progress
+        self.size = len(actors)
+
+    def run(self, tasks: list[SegmentTask], works: list[FileWork], meter: Meter, reporter: Reporter) -> None:
+        """Hand segments to idle actors until all are done; each file ships to the cluster once.
+        A failed segment fails its file, and its file's segments not yet handed out are dropped."""
+        ray, pending = self.ray, collections.deque(range(len(tasks)))  # files and segments in order
+        # A file enters the object store when its first segment is handed out and leaves it when its
+        # last one is back, so a big batch never holds more than a few files there at once.
+        refs, left = {}, collections.Counter(task.file for task in tasks)
+        idle, running = list(self.actors), {}
+        while pending or running:
+            while pending and idle:
+                task_id, actor = pending.popleft(), idle.pop()
+                task = tasks[task_id]
+                if task.file not in refs:
+                    refs[task.file] = ray.put(task.source.read_bytes())
+                running[actor.run.remote(task_id, task, [refs[task.file]])] = (actor, task_id)
+            ready, _ = ray.wait(list(running), num_returns=1, timeout=_POLL_S)
+            _drain(self.progress, meter)
+            if not ready:
+                continue
+            actor, task_id = running.pop(ready[0])
+            idle.append(actor)
+            task = tasks[task_id]
+            left[task.file] -= 1
+            try:
+                _, data = ray.get(ready[0])
+            except Exception as exc:  # noqa: BLE001 - the file fails; the others go on
+                works[task.file].fail(_as_vsrup_error(exc))
+                dropped = [i for i in pending if tasks[i].file == task.file]  # pointless now
+                pending = collections.deque(i for i in pending if tasks[i].file != task.file)
+                left[task.file] -= len(dropped)
+            else:
+                task.output.write_bytes(data)
+                meter.complete(task_id)
+            if left[task.file] == 0:
+                refs.pop(task.file, None)
 
 
 def _drain(progress, meter) -> None:
     """Forward the progress the workers queued since the last look."""
     while not progress.empty():
-        task, frames = progress.get_nowait()
-        meter.add(tuple(task), frames)
+        task_id, frames = progress.get_nowait()
+        meter.add(task_id, frames)
 
 
 def _as_vsrup_error(exc: Exception) -> VsrupError:

@@ -1,18 +1,22 @@
-"""What the split executors (`--devices`, `--ray`) share: each file is cut into segments on the
-window grid, each segment is one `SegmentTask` for whichever worker is free, and the finished
-segment files are joined by packet copy with the input's audio and subtitles muxed once
-(`io.concat`), so the result equals a one-process run.
+"""What the split executors (`--devices`, `--ray`) share, written once in `SegmentedExecutor.run`:
+each file is cut into segments on the window grid, each segment is one `SegmentTask` for whichever
+worker is free, and the finished segment files are joined by packet copy with the input's audio and
+subtitles muxed once (`io.concat`), so the result equals a one-process run. An executor only says
+how its workers start and stop (`workers`) and how tasks reach them (`WorkerPool.run`).
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 import tempfile
 import time
+from abc import abstractmethod
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any, Protocol
 
 from vsrup.errors import InputDamaged, InputError, VsrupError, rebuild
 from vsrup.io.concat import concat_segments
@@ -22,13 +26,10 @@ from vsrup.io.probe import VideoInfo, probe, video_pts
 from vsrup.io.writer import SEGMENT_EXT, EncodeSettings, check_audio, choose_codec, segment_codec
 from vsrup.pipeline.span import FrameRange, plan_segments
 from vsrup.progress import Reporter
+from vsrup.run.executor import Executor
 from vsrup.run.jobs import Job, Outcome, failed
 
 SEGMENTS_PER_WORKER = 3  # more segments than workers, so an uneven split still keeps all busy
-# Testing hook: a worker task that finds this variable set to a path that does not exist yet
-# creates it and kills its own process, to prove that a lost worker is replaced and its segment
-# retried (--devices and --ray alike).
-CRASH_ONCE_ENV = "VSRUP_TEST_CRASH_ONCE"
 log = logging.getLogger(__name__)
 
 
@@ -62,6 +63,10 @@ class FileWork:
 
     def segment_path(self, index: int) -> Path:
         return self.scratch / f"{index:05d}{SEGMENT_EXT}"
+
+    def fail(self, error: VsrupError) -> None:
+        """A segment failed: the file fails with the first error (its other segments are moot)."""
+        self.error = self.error or error
 
 
 def tasks_of(works: list[FileWork], settings) -> list[SegmentTask]:
@@ -110,7 +115,6 @@ def segment_ranges(frames: int, settings, parts: int) -> list[FrameRange]:
 
 def run_task(upscaler, task: SegmentTask, reporter: Reporter):
     """A worker's part: frames `task.span` of the input into the segment file `task.output`."""
-    maybe_crash()
     worker = upscaler.with_settings(replace(upscaler.settings, encode=task.encode, overwrite=True))
     return worker.upscale_file(task.source, task.output, reporter, task.span)
 
@@ -169,8 +173,8 @@ def rebuild_by_code(exit_code: int, message: str) -> VsrupError:
 
 
 class Meter:
-    """Turns per-task progress into reporter advances, counting no frame twice: a task retried
-    after its worker died reports its frames again."""
+    """Turns per-task progress (keyed by the task's index) into reporter advances, counting no frame
+    twice: a task retried after its worker died reports its frames again."""
 
     def __init__(self, lengths: dict, reporter: Reporter) -> None:
         self.reporter = reporter
@@ -188,10 +192,52 @@ class Meter:
         self.add(task, self.limit[task])
 
 
-def maybe_crash() -> None:
-    """The testing hook behind CRASH_ONCE_ENV: the first worker task to find the marker file
-    missing creates it and kills its own process."""
-    marker = os.environ.get(CRASH_ONCE_ENV)
-    if marker and not Path(marker).exists():
-        Path(marker).touch()
-        os._exit(1)
+# What a worker does with one segment: `run_task(upscaler, task, reporter)`. It travels to the
+# worker processes, so it must pickle (a module-level function, or a functools.partial of one); a
+# test passes its own to make a worker die mid-run.
+SegmentRunner = Callable[[Any, SegmentTask, Reporter], object]
+
+
+class WorkerPool(Protocol):
+    """The workers of one split run, started by `SegmentedExecutor.workers`."""
+
+    size: int  # how many: the files are cut into `size * per_worker` segments
+
+    def run(self, tasks: list[SegmentTask], works: list[FileWork], meter: Meter, reporter: Reporter) -> None:
+        """Run every task on whichever worker is free. A task that fails marks its file failed
+        (`FileWork.fail`) and the rest goes on; what would fail every task (no model) raises."""
+
+
+class SegmentedExecutor(Executor):
+    """The flow `--devices` and `--ray` share: plan every file's segments, run them on the workers,
+    join each file's segments into its output, report. Subclasses start and stop the workers."""
+
+    in_order = False  # files run side by side: after Ctrl-C every unfinished one was in progress
+
+    def __init__(
+        self, settings, *, per_worker: int = SEGMENTS_PER_WORKER, run_segment: SegmentRunner = run_task
+    ) -> None:
+        super().__init__(settings)
+        self.per_worker, self.run_segment = per_worker, run_segment
+
+    @abstractmethod
+    def workers(self) -> AbstractContextManager[WorkerPool]:
+        """The workers for one run (their model loaded, or to be loaded); stopped when the block ends."""
+
+    def run(self, jobs: list[Job], reporter: Reporter, single: bool) -> list[Outcome]:
+        works: list[FileWork] = []
+        try:
+            with self.workers() as pool:
+                outcomes, works = plan_work(jobs, self.settings, pool.size * self.per_worker, single)
+                label = str(jobs[0].source) if single else f"{len(works)} files"
+                reporter.start(label, sum(w.frames for w in works))
+                started = time.perf_counter()
+                if works:
+                    tasks = tasks_of(works, self.settings)
+                    meter = Meter({i: t.span.stop - t.span.start for i, t in enumerate(tasks)}, reporter)
+                    pool.run(tasks, works, meter, reporter)
+        except BaseException:
+            discard(works)  # only now that the workers have stopped: none writes a segment any more
+            raise
+        outcomes += [finish_file(work) for work in works]
+        return conclude(outcomes, single, reporter, started)
