@@ -37,7 +37,15 @@ def test_models_lists_every_model_with_a_size(tmp_path, monkeypatch):
     monkeypatch.setenv("VSRUP_CACHE", str(tmp_path))
     monkeypatch.delenv("VSRUP_WEIGHTS", raising=False)
     rows = {r["name"]: r for r in json.loads(CliRunner().invoke(app, ["models", "--json"]).output)}
-    assert list(rows) == ["tiny", "dloral", "osediff", "bicubic", "sd21-base"]  # models, then base weights
+    community = ["realesrgan-x4", "realesrgan-x2", "realesr-general", "realesr-anime"]
+    assert list(rows) == [
+        "tiny",
+        "dloral",
+        "osediff",
+        "bicubic",
+        *community,
+        "sd21-base",
+    ]  # models, then base weights
     assets = Path(__file__).resolve().parents[1] / "src" / "vsrup" / "assets"
     shipped = sum(p.stat().st_size for p in assets.glob("tiny_x*.safetensors"))
     assert rows["tiny"]["size"] == shipped  # the sizes pinned in weights.toml are the files' own

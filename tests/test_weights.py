@@ -474,7 +474,8 @@ def test_invalid_toml_is_reported_with_its_position(tmp_path):
 
 def test_the_shipped_weights_toml_is_valid_and_honest():
     entries = weights.load_registry(weights.REGISTRY)
-    assert list(entries) == ["tiny", "sd21-base", "dloral", "osediff"]
+    community = ["realesrgan-x4", "realesrgan-x2", "realesr-general", "realesr-anime"]
+    assert list(entries) == ["tiny", "sd21-base", "dloral", "osediff", *community]
     assert entries["tiny"].source == "embedded"
     assert entries["dloral"].requires == entries["osediff"].requires == ("sd21-base",)
     assert [loc.repo for loc in entries["sd21-base"].locations][

@@ -50,7 +50,7 @@ def make_preview(
     output: Path | str | None = None,
     at: float | None = None,
     model: str = "tiny",
-    scale: int = 4,
+    scale: int | None = None,  # None: 4, or a community model file's own
     device: str = "auto",
     dtype: str = "auto",
     tile: int = 0,
@@ -68,6 +68,7 @@ def make_preview(
     output = Path(output) if output else Path(f"{source.stem}-preview-{at:.2f}s.png")
     _check_png_output(output, overwrite)
     upscaler = Upscaler(UpscaleSettings(scale=scale, model=model, device=device, dtype=dtype, tile=tile))
+    scale = upscaler.settings.scale
     pts = video_pts(info.path)  # the packets are read once: for the frame's index and its time
     index = frame_at(pts, info.time_base, at)
     decoded, upscaled = upscale_frame(upscaler, info, index)

@@ -44,7 +44,7 @@ from vsrup.threads import BackgroundSink
 
 @dataclass
 class UpscaleSettings:
-    scale: int = 4
+    scale: int | None = None  # None: models.DEFAULT_SCALE, or a community model file's own scale
     model: str = models.DEFAULT_MODEL
     window: int | None = None  # None: the default for the model
     overlap: int | None = None
@@ -78,7 +78,9 @@ class UpscaleSettings:
     def validate(self) -> None:
         """What can be checked before the model loads: the model is known and offers the scale.
         (The tile is checked against the loaded model's description, in `make_plan`.)"""
-        models.find(self.model).check_scale(self.scale)
+        entry = models.find(self.model)
+        if self.scale is not None:
+            entry.check_scale(self.scale)
         if self.max_memory_gib is not None and not self.max_memory_gib > 0:
             raise UsageError(f"--max-memory must be a positive number of GiB (got {self.max_memory_gib})")
         if self.fps is not None and not self.fps > 0:
@@ -124,6 +126,8 @@ class Upscaler:
             settings.prompt,
             settings.reference_postprocess,
         )
+        if settings.scale is None:  # the scale the model chose: the default, or a model file's own
+            settings = self.settings = dataclasses.replace(settings, scale=self.model.description.scale)
         if settings.compare:
             from vsrup.compare import CompareModel
 

@@ -30,7 +30,8 @@ Model = Annotated[
         "-m",
         envvar="VSRUP_MODEL",
         metavar="NAME",
-        help="A model of `vsrup models`, or a converted bundle folder.",
+        help="A model of `vsrup models`, a converted bundle folder, or a model file "
+        "(.pth, .pt, .ckpt, .safetensors).",
         rich_help_panel=MODEL_PANEL,
     ),
 ]
@@ -41,7 +42,7 @@ Scale = Annotated[
         "-s",
         envvar="VSRUP_SCALE",
         metavar="N",
-        help="A scale the model offers (tiny: 2, 4).",
+        help="A scale the model offers (tiny: 2, 4; default 4; a model file: its own).",
         rich_help_panel=MODEL_PANEL,
     ),
 ]

@@ -75,7 +75,7 @@ def preview_command(
         help="PNG to write (default: <input name>-preview-<time>s.png here).",
         show_default=False,
     ),
-    scale: options.Scale = 4,
+    scale: options.Scale = None,  # None: 4, or a community model file's own
     model: options.Model = "tiny",
     zoom: int = typer.Option(
         3, help="Extra enlargement of the detail crops (they show 1/zoom of the frame)."

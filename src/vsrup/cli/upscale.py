@@ -63,7 +63,7 @@ def upscale(
         "image pattern (out/%04d.png), else a folder (an existing one, or ending in /).",
         show_default=False,
     ),
-    scale: options.Scale = 4,
+    scale: options.Scale = None,  # None: 4, or a community model file's own scale
     model: options.Model = "tiny",
     window: options.Window = 0,
     overlap: options.Overlap = -1,

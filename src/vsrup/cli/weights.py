@@ -26,16 +26,36 @@ marked ≈ are estimates for files weights.toml does not pin yet.
   vsrup models
 
   vsrup models --json
+
+  vsrup models --add 4x-MyModel.pth   [dim]# a community model file, listed from now on[/dim]
 """
 
 
 @app.command("models", help=MODELS_HELP)
 def models_command(
     json_: bool = typer.Option(False, "--json", help="Print a JSON list, one object per model."),
+    add: Path = typer.Option(
+        None,
+        "--add",
+        help="Check a community model file (.pth, .pt, .ckpt, .safetensors), convert a pickle to "
+        "safetensors once, and list it from now on.",
+        show_default=False,
+    ),
 ) -> None:
     import json
 
     from vsrup import weights
+
+    if add is not None:
+        from vsrup.models.community import add as add_file
+        from vsrup.weights.community import count
+
+        record = add_file(add)
+        typer.echo(
+            f"{record['name']}: {record['architecture']} ×{record['scale']}, "
+            f"{count(record['parameters'])} parameters; use --model {record['path']}"
+        )
+        return
 
     rows = model_rows()
     if json_:
@@ -46,7 +66,11 @@ def models_command(
     from rich.table import Table
 
     # At 80 columns the text columns wrap (fold a long word) instead of cutting it with "…".
-    table = Table("model", "ready", "size", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    # A model's name is typed by the user: never folded or cut.
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    table.add_column("model", no_wrap=True, min_width=max(len(str(row["name"])) for row in rows))
+    table.add_column("ready")
+    table.add_column("size")
     table.add_column("license", overflow="fold", max_width=16)
     table.add_column("source", overflow="fold")
     table.add_column("description", overflow="fold")
@@ -65,15 +89,17 @@ def models_command(
 
 def model_rows() -> list[dict]:
     """The catalogue's models (with their weights' status where weights.toml lists them), then the
-    weights.toml entries that are no model of their own (base weights used by conversion)."""
+    weights.toml entries that are no model of their own (base weights used by conversion), then the
+    community model files used or added (`--add`)."""
     from vsrup import models, weights
+    from vsrup.weights import community
 
     listed = {row["name"]: row for row in weights.list_models()}
     rows = []
     for name in models.names():
         entry = models.find(name)
         rows.append(listed.pop(name, None) or weights.builtin_status(name, entry.summary, entry.licence))
-    return rows + list(listed.values())
+    return rows + list(listed.values()) + community.listed()
 
 
 def convert_checkpoint(*args, **options) -> Path:

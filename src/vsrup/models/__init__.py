@@ -8,7 +8,9 @@ never pay for diffusers.
 
 from __future__ import annotations
 
+import functools
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -25,6 +27,7 @@ from vsrup.models.catalogue import (
     register,
     register_path_kind,
 )
+from vsrup.weights import community as community_files
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -37,6 +40,7 @@ __all__ = [
     "load_model",
     "names",
     "register",
+    "register_community_entries",
     "register_path_kind",
 ]
 
@@ -134,5 +138,47 @@ def _tiny_weights(path: Path) -> CatalogueEntry | None:
     return CatalogueEntry(str(path), load, (scale,), licence="-", kind="tiny weights", path=path)
 
 
+def _community_loader(path: Path | Callable[[], Path], name: str, licence: str):
+    """Loader for a community model file (see `community`): spandrel reads it; its scale is the
+    file's, so the catalogue passes None when --scale is left out."""
+
+    def load(scale: int | None, device: torch.device, dtype: torch.dtype, options: LoadOptions) -> VSRModel:
+        from vsrup.models.community import load_community
+
+        return load_community(path if isinstance(path, Path) else path(), scale, device, dtype, name, licence)
+
+    return load
+
+
+def _community_file(path: Path) -> CatalogueEntry | None:
+    """A .pth/.pt/.ckpt/.safetensors file: a community model spandrel may know (checked on load)."""
+    if not path.is_file() or not community_files.is_model_file(path):
+        return None
+    loader = _community_loader(path, path.stem, community_files.FILE_LICENCE)
+    return CatalogueEntry(str(path), loader, (), community_files.FILE_LICENCE, "community file", path=path)
+
+
+def register_community_entries() -> None:
+    """Register the weights.toml entries with `convert = "community"` (e.g. realesrgan-x4) by name;
+    their file is the one `vsrup download-weights NAME` fetched. Run at import, and again by whoever
+    points VSRUP_WEIGHTS elsewhere. A broken weights.toml registers none (the weights commands say why)."""
+    from vsrup.weights import load_registry
+
+    try:
+        entries = load_registry()
+    except WeightsError:
+        return
+    for entry in entries.values():
+        if entry.convert == community_files.CONVERT:
+            downloaded = functools.partial(community_files.downloaded, entry)
+            register(entry.name, _community_loader(downloaded, entry.name, entry.license),
+                     licence=entry.license, kind="download", summary=entry.description)  # fmt: skip
+
+
 register_path_kind("converted bundle", "a converted bundle folder", _bundle_folder)
 register_path_kind("tiny weights", "tiny weights (.safetensors beside their .json)", _tiny_weights)
+# Last: any other file with a model file extension.
+register_path_kind(
+    "community file", "a community model file (.pth, .pt, .ckpt, .safetensors)", _community_file
+)
+register_community_entries()

@@ -50,8 +50,11 @@ class LoadOptions:
     reference_postprocess: bool = False  # --reference-postprocess: the references' 8-bit finish
 
 
-# loader(scale, device, dtype, options) -> VSRModel on `device` in `dtype`
-Loader = Callable[[int, torch.device, torch.dtype, LoadOptions], VSRModel]
+DEFAULT_SCALE = 4  # --scale left out, for a model that offers it
+
+# loader(scale, device, dtype, options) -> VSRModel on `device` in `dtype`; the scale is None only
+# for an entry whose scales are known once loaded (the loader takes the model's own)
+Loader = Callable[[int | None, torch.device, torch.dtype, LoadOptions], VSRModel]
 
 
 @dataclass(frozen=True)
@@ -66,6 +69,15 @@ class CatalogueEntry:
     summary: str = ""
     path: Path | None = None  # for a path kind: the file or folder
 
+    @property
+    def default_scale(self) -> int | None:
+        """The scale when --scale is left out: DEFAULT_SCALE where the model offers it, else its
+        first; None while the scales are known only once loaded (the loader then takes the model's
+        own, e.g. a community file's)."""
+        if not self.scales:
+            return None
+        return DEFAULT_SCALE if DEFAULT_SCALE in self.scales else self.scales[0]
+
     def check_scale(self, scale: int) -> None:
         """A clear line naming the valid scales, before anything heavy is loaded."""
         if self.scales and scale not in self.scales:
@@ -75,17 +87,20 @@ class CatalogueEntry:
 
     def load(
         self,
-        scale: int,
+        scale: int | None,
         device: torch.device | str,
         dtype: torch.dtype,
         prompt: str = "",
         reference_postprocess: bool = False,
     ) -> VSRModel:
-        self.check_scale(scale)
+        """The model at `scale` (None: `default_scale`)."""
+        scale = self.default_scale if scale is None else scale
+        if scale is not None:
+            self.check_scale(scale)
         options = LoadOptions(prompt, reference_postprocess)
         model = self.loader(scale, torch.device(device), dtype, options).eval().requires_grad_(False)
         described = model.description
-        if described.scale != scale:
+        if scale is not None and described.scale != scale:
             raise UsageError(
                 f"--scale must be {_choices(described.scales)} for the {self.name} model (got {scale})"
             )
@@ -159,7 +174,7 @@ def find(name_or_path: str | Path) -> CatalogueEntry:
 
 def load_model(
     name_or_path: str | Path,
-    scale: int,
+    scale: int | None,
     device: torch.device | str,
     dtype: torch.dtype,
     prompt: str = "",

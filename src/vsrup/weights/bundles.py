@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from vsrup.errors import OutputError, UsageError, WeightsError
-from vsrup.weights import cache
+from vsrup.weights import cache, community
 from vsrup.weights.fetch import Progress, embedded_files, fetch_files
 from vsrup.weights.registry import Entry, FileSpec, join_inside, load_registry, pick
 from vsrup.weights.verify import check, own_copies_hint, refuse_unpinned, unpinned
@@ -74,11 +74,15 @@ def download(
         raise UsageError(f"--base-dir applies to models converted from a base model; {name!r} needs none")
     if not trust_unverified:  # before any byte is downloaded
         refuse_unpinned(([] if local_file else [entry]) + ([] if base_dir else required), entry)
-    if entry.convert != "none" and local_file is None and revision is None and base_dir is None:
+    converts = entry.convert not in ("none", community.CONVERT)
+    if converts and local_file is None and revision is None and base_dir is None:
         if bundle_state(entries, entry, dtype) == "ok":
             return cache.vsrup_cache() / name
     files = fetch_files(entry, revision, local_file, cache_dir, progress)
     if entry.convert == "none":
+        return root(entry, files)
+    if entry.convert == community.CONVERT:  # a pickle is converted to safetensors now, once
+        community.state_dict(files[entry.files[0].name])
         return root(entry, files)
     specs = input_specs(entries, entry)  # checks that no two models bring the same file name
     if base_dir is not None:
@@ -105,7 +109,7 @@ def convert_local(
     `out` the bundle goes where `--model NAME` finds it; with it, use `--model OUT`."""
     entries = load_registry(registry)
     entry = pick(entries, name)
-    if entry.convert == "none":
+    if entry.convert in ("none", community.CONVERT):
         raise UsageError(f"{name!r} needs no conversion; choose one of: {', '.join(_convertible(entries))}")
     _check_dtype(dtype)
     checkpoint = Path(checkpoint).expanduser()
@@ -225,6 +229,8 @@ def require_bundle(name: str, registry: str | Path | None = None) -> Path:
         return cache.assets_dir()
     if entry.convert == "none":
         raise UsageError(f"{name!r} is a base model used by conversion, not a model to load")
+    if entry.convert == community.CONVERT:
+        return community.downloaded(entry).parent
     state = bundle_state(entries, entry)
     if state == "ok":
         return cache.vsrup_cache() / name
@@ -255,4 +261,4 @@ def _check_dtype(dtype: str | None) -> None:
 
 
 def _convertible(entries: dict[str, Entry]) -> list[str]:
-    return [n for n, e in entries.items() if e.convert != "none"]
+    return [n for n, e in entries.items() if e.convert not in ("none", community.CONVERT)]

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from vsrup.errors import UsageError
-from vsrup.weights import cache
+from vsrup.weights import cache, community
 from vsrup.weights.bundles import BUNDLE_FILES, Converter, bundle_state, download, root
 from vsrup.weights.fetch import Progress
 from vsrup.weights.registry import Entry, join_inside, load_registry, pick
@@ -46,7 +46,8 @@ def status(name: str, cache_dir: str | Path | None = None, registry: str | Path 
     size = entry.size
     if size is None and cached is not None:
         size = sum(p.stat().st_size for p in cached.values())
-    converted = None if entry.convert == "none" else bundle_state(entries, entry) == "ok"
+    # A community file needs no bundle: it is used as downloaded (a pickle through its cached copy).
+    converted = None if entry.convert in ("none", community.CONVERT) else bundle_state(entries, entry) == "ok"
     bundle_size = None
     if converted:
         path = cache.vsrup_cache() / entry.name
