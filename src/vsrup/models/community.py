@@ -7,9 +7,9 @@ is single-image super-resolution of RGB: spandrel's purpose "SR", a scale of 2 o
 and out (not inpainting, face restoration, ×1 denoising or grey/alpha models).
 
 Each frame is upscaled on its own (neighbourhood (0, 0)), so any window, segment or resume gives
-the same frame. A tile is cut in input pixels with an overlap, feathered by `tiled_apply`; every
-tile (and a whole frame) goes through spandrel's own call, which pads to the architecture's size
-requirement (reflect) and crops back — so the untiled result is exactly spandrel's.
+the same frame. A whole frame goes through spandrel's own call, which pads to the architecture's
+size requirement (reflect) and crops back, so the result is exactly spandrel's. Tiles are cut in
+input pixels on the network's attention-window grid with an overlap, feathered by `tiled_apply`.
 """
 
 from __future__ import annotations
@@ -67,9 +67,8 @@ class CommunityModel(VSRModel):
             scale=self.scale,
             scales=(self.scale,),
             neighbourhood=(0, 0),
-            input=InputSize(
-                minimum=1, multiple=spandrel_model.size_requirements.multiple_of
-            ),  # pads by itself
+            # Any frame size: spandrel pads to its multiple (and minimum) and crops back.
+            input=InputSize(minimum=1, multiple=spandrel_model.size_requirements.multiple_of),
             tiling=tiling_for(self.architecture, spandrel_model.size_requirements.minimum, self.grid),
             dtypes=tuple(dtypes),
             bytes_per_output_pixel=BYTES_PER_OUTPUT_PIXEL.get(self.architecture, DEFAULT_BYTES),
