@@ -18,6 +18,7 @@ from vsrup.io import reader
 from vsrup.io.concat import concat_segments, decode_timestamps, join
 from vsrup.io.probe import probe, video_pts
 from vsrup.io.writer import EncodeSettings
+from vsrup.models import catalogue
 from vsrup.models.tiny import TinyConfig, TinyVSR
 from vsrup.pipeline.plan import Plan
 from vsrup.pipeline.span import Bound, FrameRange, parse_bound, plan_segments, resolve_range, window_span
@@ -39,7 +40,13 @@ def _seeded_temporal(scale: int, device: torch.device, dtype: torch.dtype, optio
     return model.to(device=device, dtype=dtype)
 
 
-models.register("test-temporal", _seeded_temporal)
+@pytest.fixture(autouse=True)
+def _test_temporal_model():
+    """Registered for this module's tests only: a name left in the catalogue would show up in
+    every later test that lists it (`vsrup models`)."""
+    models.register("test-temporal", _seeded_temporal)
+    yield
+    catalogue.ENTRIES.pop("test-temporal", None)
 
 
 def test_parse_bound_reads_seconds_clock_times_and_frames():

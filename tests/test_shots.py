@@ -15,6 +15,7 @@ from helpers import SHARED_DATA, pattern, write_rgb
 from vsrup import models
 from vsrup.io.probe import probe
 from vsrup.io.reader import read_frames
+from vsrup.models import catalogue
 from vsrup.models.base import ModelDescription, VSRModel
 from vsrup.pipeline import cuts
 from vsrup.pipeline.span import FrameRange
@@ -56,8 +57,14 @@ class PairModel(VSRModel):
         return F.interpolate(mixed, scale_factor=self.scale, mode="bilinear", align_corners=False).clamp(0, 1)
 
 
-models.register("window-mean", lambda scale, device, dtype, _: WindowMean(scale).to(device, dtype))
-models.register("pair", lambda scale, device, dtype, _: PairModel(scale).to(device, dtype))
+@pytest.fixture(autouse=True)
+def _test_models():
+    """Registered for this module's tests only (see test_segments)."""
+    models.register("window-mean", lambda scale, device, dtype, _: WindowMean(scale).to(device, dtype))
+    models.register("pair", lambda scale, device, dtype, _: PairModel(scale).to(device, dtype))
+    yield
+    for name in ("window-mean", "pair"):
+        catalogue.ENTRIES.pop(name, None)
 
 
 def shot_a(i: int) -> np.ndarray:
