@@ -5,7 +5,6 @@
 SRC holds the original media at their repository paths, one folder per repository (see
 benchmarks/heldout/SOURCES.md for the commits and the `git show` lines that extract them):
 
-    SRC/VSR-DUF/inputs/G/{calendar,city,foliage,walk}/Frame NN(N).png   yhjo09/VSR-DUF
     SRC/sam2/demo/data/gallery/05_default_juggle.mp4                    facebookresearch/sam2
     SRC/sam2/notebooks/videos/bedroom.mp4                               facebookresearch/sam2
     SRC/RAFT/demo-frames/frame_00NN.png                                 princeton-vl/RAFT
@@ -51,29 +50,27 @@ class Sequence:
     origin: str  # repository@commit:path
 
 
-VSR_DUF = "yhjo09/VSR-DUF@f6b3c92b4fb746e9072953df4876168b1a83e449"
 SAM2 = "facebookresearch/sam2@2b90b9f5ceec907a1c18123530e92e794ad901a4"
 RAFT = "princeton-vl/RAFT@2888e15a51fa41140771d3f498ed8023cff098d1"
 VIDEOFLOW = "XiaoyuShi97/VideoFlow@51489304db6e75fbdd9ff64d4656c1d120b5a673"
 SINTEL_LICENSE = "CC-BY-3.0 (Sintel, Blender Foundation)"
-VID4_LICENSE = "unstated (Vid4, Liu & Sun 2011; VSR-DUF repo has no license file)"
 
 # One row per sequence reads better than one argument per line.
 # fmt: off
 SEQUENCES = [
-    Sequence("vid4_calendar", "text", "VSR-DUF/inputs/G/calendar", 0, 16, (104, 192, 512, 384),
-             Fraction(25), VID4_LICENSE, False, f"{VSR_DUF}:inputs/G/calendar"),
-    Sequence("vid4_city", "buildings", "VSR-DUF/inputs/G/city", 0, 16, (96, 96, 512, 384),
-             Fraction(25), VID4_LICENSE, False, f"{VSR_DUF}:inputs/G/city"),
-    Sequence("vid4_foliage", "foliage", "VSR-DUF/inputs/G/foliage", 0, 16, (208, 96, 512, 384),
-             Fraction(25), VID4_LICENSE, False, f"{VSR_DUF}:inputs/G/foliage"),
-    Sequence("vid4_walk", "people", "VSR-DUF/inputs/G/walk", 0, 16, (104, 64, 512, 384),
-             Fraction(25), VID4_LICENSE, False, f"{VSR_DUF}:inputs/G/walk"),
     Sequence("sam2_juggle", "fast-motion", "sam2/demo/data/gallery/05_default_juggle.mp4", 200, 16,
              (576, 64, 448, 576), Fraction(24), "Apache-2.0 (sam2 LICENSE)", True,
              f"{SAM2}:demo/data/gallery/05_default_juggle.mp4"),
     Sequence("sam2_bedroom", "people", "sam2/notebooks/videos/bedroom.mp4", 140, 16, (0, 0, 640, 540),
              Fraction(30), "Apache-2.0 (sam2 LICENSE)", True, f"{SAM2}:notebooks/videos/bedroom.mp4"),
+    # Second cuts of the same two held-out clips: other frames, other content (a static-camera
+    # facade behind branches; a pan over striped wallpaper, a mirror and a dresser).
+    Sequence("sam2_juggle_facade", "buildings", "sam2/demo/data/gallery/05_default_juggle.mp4", 0, 16,
+             (0, 0, 576, 352), Fraction(24), "Apache-2.0 (sam2 LICENSE)", True,
+             f"{SAM2}:demo/data/gallery/05_default_juggle.mp4"),
+    Sequence("sam2_bedroom_wall", "indoor-pan", "sam2/notebooks/videos/bedroom.mp4", 0, 16,
+             (576, 0, 384, 540), Fraction(30), "Apache-2.0 (sam2 LICENSE)", True,
+             f"{SAM2}:notebooks/videos/bedroom.mp4"),
     Sequence("sintel_market", "varied-cg", "RAFT/demo-frames", 0, 10, (296, 0, 640, 436), Fraction(24),
              f"{SINTEL_LICENSE} in a BSD-3-Clause repo", True, f"{RAFT}:demo-frames"),
     Sequence("sintel_bamboo", "foliage", "VideoFlow/demo_input_images", 0, 10, (128, 0, 640, 436),
