@@ -8,7 +8,17 @@ import torch
 from helpers import write_rgb
 from PIL import Image
 
-from vsrup.evaluate import PSNR_CAP, evaluate, flicker, lanczos, make_lr, psnr_y, ssim_y, upscale_clip
+from vsrup.evaluate import (
+    PSNR_CAP,
+    evaluate,
+    flicker,
+    lanczos,
+    load_hr,
+    make_lr,
+    psnr_y,
+    ssim_y,
+    upscale_clip,
+)
 from vsrup.models.tiny import TinyConfig, TinyVSR
 
 Y_GAIN = 65.481 + 128.553 + 24.966  # BT.601: a grey step of d in RGB moves Y by 219·d (8-bit units)
@@ -96,16 +106,116 @@ def test_lr_variants_are_bicubic_and_a_fixed_degradation():
     assert not torch.equal(bic, deg)
 
 
-def test_benchmark_runs_end_to_end_on_a_frame_folder(tmp_path):
+def textured_clip(t: int, h: int, w: int) -> torch.Tensor:
+    """A smooth textured scene panning right by 2 px a frame: something a codec can compress."""
+    rng = np.random.default_rng(1)
+    base = Image.fromarray(rng.integers(0, 256, (h // 8, w // 8 + t, 3), dtype=np.uint8))
+    big = torch.from_numpy(np.array(base.resize((w + 8 * t, h), Image.BICUBIC))).permute(2, 0, 1) / 255
+    return torch.stack([big[:, :, 2 * i : 2 * i + w] for i in range(t)])
+
+
+def test_h264_lr_is_the_clean_lr_compressed_and_decoded_whole():
+    """`h264` is what users have: the clean bicubic LR through libx264 CRF 26 4:2:0 and back. It
+    must be a lossy copy of that LR (not the LR itself, not another picture), every frame decoded,
+    the same size (an odd LR side survives the 4:2:0 padding), and the same on every run."""
+    hr = textured_clip(t=7, h=76, w=100)  # LR at ÷4: 19 × 25, odd on both sides
+    clean, compressed = make_lr(hr, 4, "bicubic"), make_lr(hr, 4, "h264")
+    assert compressed.shape == clean.shape == (7, 3, 19, 25)
+    assert not torch.equal(compressed, clean)
+    assert torch.equal(compressed, make_lr(hr, 4, "h264"))
+    assert torch.equal(compressed, (compressed * 255).round() / 255)  # 8-bit values, as decoded
+    error = psnr_y(compressed, clean)
+    # CRF 26 on this scene: about 32 dB from the clean LR; CRF 10 gives about 44, CRF 40 about 23,
+    # no compression would be identical, another picture far below.
+    assert 27 < error < 38, error
+
+
+def test_unknown_lr_variant_is_refused_before_any_work(tmp_path):
+    from vsrup.errors import UsageError
+
+    with pytest.raises(UsageError, match="h264"):
+        evaluate([tmp_path / "absent"], models=(), variants=("jpeg",))
+
+
+def frame_folder(path, count=3):
     rng = np.random.default_rng(0)
     base = rng.integers(0, 256, (12, 16, 3), dtype=np.uint8)
-    for i in range(3):
+    for i in range(count):
         frame = Image.fromarray(np.roll(base, i, axis=1)).resize((64, 48), Image.BICUBIC)
-        frame.save(tmp_path / f"{i}.png")
-    result = evaluate([tmp_path], model="bicubic", scale=4, frames=3, variants=("bicubic",))
+        frame.save(path / f"{i}.png")
+    return path
+
+
+def test_benchmark_runs_end_to_end_on_a_frame_folder(tmp_path):
+    result = evaluate([frame_folder(tmp_path)], models=("bicubic",), scale=4, frames=3, variants=("bicubic",))
     rows = {r["method"]: r for r in result["rows"]}
-    # the model *is* bicubic here, so its row and the baseline's are one
-    assert set(rows) == {"bicubic", "bicubic per-frame", "lanczos (PIL)"}
-    assert rows["bicubic"]["psnr_y"] == rows["bicubic per-frame"]["psnr_y"]  # no temporal module
+    # naming bicubic adds no second bicubic row: it is the baseline every gain is measured from
+    assert set(rows) == {"bicubic", "lanczos (PIL)"}
+    assert rows["bicubic"]["gain_db"] == 0
+    assert rows["lanczos (PIL)"]["gain_db"] == pytest.approx(
+        rows["lanczos (PIL)"]["psnr_y"] - rows["bicubic"]["psnr_y"], abs=1e-3
+    )
     assert 15 < rows["bicubic"]["psnr_y"] < 60
     assert result["mean"][0]["source"] == "mean"
+
+
+class Brightened(torch.nn.Module):
+    """Bicubic, then brighter by a fixed step: two of them with different steps are two models
+    whose scores differ from bicubic's and from each other's in a known direction."""
+
+    def __init__(self, scale: int, step: float) -> None:
+        super().__init__()
+        from vsrup.models.bicubic import Bicubic
+
+        self.inner, self.step = Bicubic(scale), step
+
+    def __getattr__(self, name):
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            return getattr(self.inner, name)
+
+    def upscale(self, frames):
+        return (self.inner.upscale(frames) + self.step).clamp(0, 1)
+
+
+def test_eval_scores_each_named_model_and_no_other(tmp_path, monkeypatch):
+    """Issue 25 item 9: a row named after a model holds that model's output. Two distinguishable
+    models are scored in one run; each row must equal the score of that model's own output, so
+    scoring bicubic, the default model or the other named model under its name fails here."""
+    from vsrup import models
+
+    steps = {"eval-plus-2": 2 / 255, "eval-plus-6": 6 / 255}
+    for name, step in steps.items():
+        monkeypatch.setitem(models._LOADERS, name, lambda scale, device, dtype, s=step: Brightened(scale, s))
+    folder = frame_folder(tmp_path, count=4)
+    result = evaluate([folder], models=tuple(steps), scale=4, frames=4, variants=("bicubic",))
+    rows = {r["method"]: r for r in result["rows"]}
+    assert result["models"] == list(steps) and result["unavailable"] == {}
+    hr = load_hr(folder, 4, 4)
+    lr = make_lr(hr, 4, "bicubic")
+    for name, step in steps.items():
+        expected = psnr_y(upscale_clip(Brightened(4, step), lr), hr, border=4)
+        assert rows[name]["psnr_y"] == pytest.approx(expected, abs=1e-3), name
+    # and the three are really different models: brighter output, lower PSNR
+    assert rows["bicubic"]["psnr_y"] > rows["eval-plus-2"]["psnr_y"] > rows["eval-plus-6"]["psnr_y"]
+    assert rows["eval-plus-6"]["gain_db"] < rows["eval-plus-2"]["gain_db"] < 0
+
+
+def test_a_model_without_weights_is_reported_not_available(tmp_path, monkeypatch):
+    from vsrup import models
+    from vsrup.errors import WeightsError
+
+    def absent(scale, device, dtype):
+        raise WeightsError("run `vsrup download-weights absent`")
+
+    monkeypatch.setitem(models._LOADERS, "absent", absent)
+    folder = frame_folder(tmp_path)
+    with pytest.raises(WeightsError):
+        evaluate([folder], models=("absent",), frames=3, variants=("bicubic",))
+    result = evaluate(
+        [folder], models=("absent", "no-such-model"), frames=3, variants=("bicubic",), skip_missing=True
+    )
+    assert set(result["unavailable"]) == {"absent", "no-such-model"}
+    assert "download-weights absent" in result["unavailable"]["absent"]
+    assert {r["method"] for r in result["rows"]} == {"bicubic", "lanczos (PIL)"}

@@ -1,15 +1,18 @@
-"""Quality benchmark: PSNR-Y, SSIM-Y and temporal flicker of a model against bicubic and Lanczos.
+"""Quality benchmark: PSNR-Y, SSIM-Y and temporal flicker of named models against bicubic and Lanczos.
 
-Given HR videos or frame folders, the LR input is made by bicubic ×scale downscale (antialiased,
-rounded to 8 bit) and, as a second variant, by a fixed realistic degradation (blur, noise, H.264).
-Each method's output is rounded to 8 bit like a written video, then compared with the HR frames:
+Given HR videos or frame folders, the LR input is made from the HR frames by one fixed recipe per
+variant (`LR_VARIANTS`): clean antialiased bicubic ÷scale, or that LR compressed as H.264 CRF 26
+4:2:0 and decoded again (the input users have). Each method's output is rounded to 8 bit like a
+written video, then compared with the HR frames (`vsrup.metrics`):
 
-- PSNR-Y / SSIM-Y: on BT.601 luma (the usual SR convention), `scale` border pixels cropped.
+- PSNR-Y / SSIM-Y: on BT.601 luma (the usual SR convention), `scale` border pixels cropped; each
+  row also carries its PSNR-Y gain over bicubic on the same source and LR.
 - flicker: mean |(out_t − out_{t−1}) − (gt_t − gt_{t−1})| on Y (8-bit units): how much the
   frame-to-frame change of the output departs from the true change. Lower is steadier.
 
-Methods: the model over temporal windows, the same model per frame (windows of one frame), bicubic,
-and Lanczos (PIL's LANCZOS filter). Run `python -m vsrup.evaluate --help`.
+Methods: each named model over temporal windows (optionally again per frame, windows of one frame),
+bicubic, and Lanczos (PIL's LANCZOS filter); every source gets its own rows. Run
+`python -m vsrup.evaluate --help`.
 """
 
 from __future__ import annotations
@@ -17,14 +20,17 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 
-from vsrup.errors import InputError, UsageError, VsrupError
+from vsrup.errors import InputError, UsageError, VsrupError, WeightsError
 from vsrup.io.reader import Frame
+from vsrup.metrics import PSNR_CAP, flicker, psnr_y, ssim_y  # noqa: F401 (PSNR_CAP: re-exported)
+from vsrup.models.base import VSRModel
 from vsrup.pipeline.plan import make_plan
 from vsrup.pipeline.runner import Runner, to_image
 from vsrup.pipeline.stream import upscale_stream
@@ -49,68 +55,15 @@ def held_out_sources(folder: Path = HELD_OUT) -> list[Path]:
     return [folder / entry["file"] for entry in sequences.values()]
 
 
-# The "degraded" variant: one fixed recipe, so every run and every method sees the same input.
-DEGRADED = Recipe(blur_sigma=(0.8, 0.8), noise_sigma=2 / 255, h264_crf=26)
-PSNR_CAP = 100.0  # identical images have infinite PSNR; report this instead so JSON stays valid
-
-
-# Metrics ------------------------------------------------------------------------------------------
-
-
-def luma(x: torch.Tensor) -> torch.Tensor:
-    """BT.601 studio-range Y in 8-bit units (16..235) from RGB (…, 3, H, W) in [0, 1]."""
-    r, g, b = x.unbind(-3)
-    return 16 + 65.481 * r + 128.553 * g + 24.966 * b
-
-
-def _crop(y: torch.Tensor, border: int) -> torch.Tensor:
-    return y[..., border : y.shape[-2] - border, border : y.shape[-1] - border] if border else y
-
-
-def psnr_y(out: torch.Tensor, gt: torch.Tensor, border: int = 0) -> float:
-    """Mean over frames of PSNR on Y; frames are (T, 3, H, W) in [0, 1]."""
-    diff = _crop(luma(out.double()) - luma(gt.double()), border)
-    mse = diff.pow(2).flatten(1).mean(1)
-    per_frame = torch.where(mse > 0, 10 * torch.log10(255**2 / mse), torch.full_like(mse, PSNR_CAP))
-    return float(per_frame.clamp(max=PSNR_CAP).mean())
-
-
-def _gauss_blur(x: torch.Tensor, size: int = 11, sigma: float = 1.5) -> torch.Tensor:
-    """Valid (unpadded) Gaussian filtering of (N, H, W), separable, as weighted sums of shifted
-    slices: on CPU this is much faster than a one-channel conv2d."""
-    g = torch.exp(-((torch.arange(size, dtype=torch.float64) - size // 2) ** 2) / (2 * sigma**2))
-    g = (g / g.sum()).tolist()  # python floats: the result keeps x's dtype
-    h, w = x.shape[-2] - size + 1, x.shape[-1] - size + 1
-    rows = sum(g[i] * x[..., i : i + h, :] for i in range(size))
-    return sum(g[i] * rows[..., :, i : i + w] for i in range(size))
-
-
-def ssim_y(out: torch.Tensor, gt: torch.Tensor, border: int = 0) -> float:
-    """Mean SSIM on Y (Wang et al. 2004: 11×11 Gaussian window, σ 1.5, K1 0.01, K2 0.03)."""
-    if min(out.shape[-2:]) - 2 * border < 11:
-        raise UsageError("frames too small for SSIM's 11×11 window")
-    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
-    scores = []
-    for o, g in zip(out, gt, strict=True):  # frame by frame: float32 arrays that stay in cache
-        # Centred on 128 so the float32 second moments keep their precision; SSIM's means are
-        # shifted back, its (co)variances do not change under the shift.
-        x, y = _crop(luma(o) - 128, border), _crop(luma(g) - 128, border)
-        mx, my = _gauss_blur(x), _gauss_blur(y)
-        sxx = _gauss_blur(x * x) - mx**2
-        syy = _gauss_blur(y * y) - my**2
-        sxy = _gauss_blur(x * y) - mx * my
-        mx, my = mx + 128, my + 128
-        s = ((2 * mx * my + c1) * (2 * sxy + c2)) / ((mx**2 + my**2 + c1) * (sxx + syy + c2))
-        scores.append(float(s.double().mean()))
-    return sum(scores) / len(scores)
-
-
-def flicker(out: torch.Tensor, gt: torch.Tensor, border: int = 0) -> float:
-    """Mean |Δout − Δgt| over consecutive frames, on Y in 8-bit units (0 for a single frame)."""
-    if out.shape[0] < 2:
-        return 0.0
-    yo, yg = _crop(luma(out.double()), border), _crop(luma(gt.double()), border)
-    return float(((yo[1:] - yo[:-1]) - (yg[1:] - yg[:-1])).abs().mean())
+# The LR kinds: each one fixed, so every run and every method sees the same input.
+H264_CRF = 26
+LR_VARIANTS = {
+    "bicubic": "antialiased bicubic ÷scale, rounded to 8 bit (clean, lossless)",
+    "h264": f"that bicubic LR encoded with libx264 CRF {H264_CRF} yuv420p and decoded (what users have)",
+    "degraded": f"blur σ 0.8, noise 2/255, then H.264 CRF {H264_CRF} (a harder, synthetic mix)",
+}
+H264 = Recipe(h264_crf=H264_CRF)  # no blur, bicubic ÷scale, no noise: only the compression
+DEGRADED = Recipe(blur_sigma=(0.8, 0.8), noise_sigma=2 / 255, h264_crf=H264_CRF)
 
 
 # Inputs and methods -------------------------------------------------------------------------------
@@ -131,11 +84,13 @@ def load_hr(source: Path, frames: int, scale: int) -> torch.Tensor:
 
 
 def make_lr(hr: torch.Tensor, scale: int, variant: str) -> torch.Tensor:
+    """The LR input of one kind (see `LR_VARIANTS`), 8-bit values, (T, 3, H/scale, W/scale)."""
     if variant == "bicubic":
         return quantize(downscale(hr, scale, "bicubic"))
-    if variant == "degraded":
-        return quantize(degrade(hr, scale, DEGRADED, np.random.default_rng(0)))
-    raise UsageError(f"unknown LR variant {variant!r}; choose bicubic or degraded")
+    if variant in ("h264", "degraded"):  # the whole clip is one H.264 stream, as in a real file
+        recipe = H264 if variant == "h264" else DEGRADED
+        return quantize(degrade(hr, scale, recipe, np.random.default_rng(0)))
+    raise UsageError(f"unknown LR variant {variant!r}; choose from {', '.join(LR_VARIANTS)}")
 
 
 def upscale_clip(
@@ -170,47 +125,98 @@ def score(out: torch.Tensor, hr: torch.Tensor, border: int) -> dict[str, float]:
     }
 
 
-def evaluate(
-    sources: list[Path] | None = None,
-    model: str = "tiny",
-    scale: int = 4,
-    frames: int = 30,
-    variants: tuple[str, ...] = ("bicubic", "degraded"),
-    window: int | None = None,
-    device: str = "cpu",
-) -> dict:
-    """Score `model` (temporal and per-frame), bicubic and Lanczos on each source and variant.
-    Returns {"rows": [{source, variant, method, psnr_y, ssim_y, flicker}], "mean": {...}}."""
+def load_models(
+    names: tuple[str, ...], scale: int, device: str, skip_missing: bool = False
+) -> tuple[dict[str, VSRModel], dict[str, str]]:
+    """Each named model, loaded at `scale`: a registered name, a converted bundle folder, or tiny
+    weights (.safetensors). With `skip_missing` a model that cannot be loaded (unknown name, weights
+    not downloaded) is returned in the second dict with the reason instead of stopping the run."""
     from vsrup.models import load_model
 
-    # A name, a converted bundle, or tiny weights (a training checkpoint): the catalogue finds it.
-    net = load_model(model, scale, torch.device(device), torch.float32)
-    bicubic = load_model("bicubic", scale, torch.device("cpu"), torch.float32)
+    loaded, missing = {}, {}
+    for name in dict.fromkeys(names):
+        try:  # a name, a converted bundle, or tiny weights (a training checkpoint): the catalogue finds it
+            loaded[name] = load_model(name, scale, torch.device(device), torch.float32)
+        except (WeightsError, UsageError) as exc:
+            if not skip_missing:
+                raise
+            missing[name] = str(exc)
+    return loaded, missing
+
+
+def evaluate(
+    sources: list[Path] | None = None,
+    models: tuple[str, ...] = ("tiny",),
+    scale: int = 4,
+    frames: int = 30,
+    variants: tuple[str, ...] = ("bicubic", "h264"),
+    window: int | None = None,
+    device: str = "cpu",
+    per_frame: bool = False,
+    skip_missing: bool = False,
+) -> dict:
+    """Score each named model, bicubic and Lanczos on every source and LR variant; `per_frame` adds
+    each model again with windows of one frame (no neighbours). Returns {"rows": [{source, variant,
+    method, psnr_y, gain_db, ssim_y, flicker}], "mean": [...], "unavailable": {name: reason}}: one
+    row per source, always, and the means beside them, never instead."""
+    for variant in variants:
+        if variant not in LR_VARIANTS:
+            raise UsageError(f"unknown LR variant {variant!r}; choose from {', '.join(LR_VARIANTS)}")
+    nets, unavailable = load_models(tuple(m for m in models if m != "bicubic"), scale, device, skip_missing)
+    bicubic = _bicubic(scale)  # the baseline every gain is measured from
     methods = {
-        model: lambda lr: upscale_clip(net, lr, window),
-        f"{model} per-frame": lambda lr: upscale_clip(net, lr, 1),
         "bicubic": lambda lr: upscale_clip(bicubic, lr),
         "lanczos (PIL)": lambda lr: lanczos(lr, scale),
     }
+    for name, net in nets.items():  # each row is named after the model that made it, and only that one
+        methods[name] = lambda lr, net=net: upscale_clip(net, lr, window)
+        if per_frame:
+            methods[f"{name} per-frame"] = lambda lr, net=net: upscale_clip(net, lr, 1)
     rows = []
     for source in sources or held_out_sources():
         hr = load_hr(Path(source), frames, scale)
         for variant in variants:
             lr = make_lr(hr, scale, variant)
-            for method, run in methods.items():
-                row = {"source": Path(source).name, "variant": variant, "method": method}
-                rows.append(row | score(run(lr), hr, border=scale))
-    return {"model": model, "scale": scale, "frames": frames, "rows": rows, "mean": _means(rows)}
+            group = [{"method": method} | _run(run, lr, hr, scale) for method, run in methods.items()]
+            base = group[0]["psnr_y"]  # bicubic, first by construction
+            rows += [
+                {"source": Path(source).name, "variant": variant}
+                | r
+                | {"gain_db": round(r["psnr_y"] - base, 3)}
+                for r in group
+            ]
+    return {
+        "models": list(nets),
+        "unavailable": unavailable,
+        "scale": scale,
+        "frames": frames,
+        "variants": {v: LR_VARIANTS[v] for v in variants},
+        "rows": rows,
+        "mean": _means(rows),
+    }
+
+
+def _run(method, lr: torch.Tensor, hr: torch.Tensor, scale: int) -> dict:
+    start = time.perf_counter()
+    out = method(lr)
+    seconds = time.perf_counter() - start  # the upscale only, not the scoring
+    return score(out, hr, scale) | {"seconds": round(seconds, 2)}
+
+
+def _bicubic(scale: int) -> VSRModel:
+    from vsrup.models import load_model
+
+    return load_model("bicubic", scale, torch.device("cpu"), torch.float32)
+
+
+METRICS = ("psnr_y", "gain_db", "ssim_y", "flicker")
 
 
 def _means(rows: list[dict]) -> list[dict]:
-    keys = sorted(
-        {(r["variant"], r["method"]) for r in rows}, key=lambda k: [r["variant"] for r in rows].index(k[0])
-    )
     out = []
-    for variant, method in dict.fromkeys(keys):
+    for variant, method in dict.fromkeys((r["variant"], r["method"]) for r in rows):
         sel = [r for r in rows if r["variant"] == variant and r["method"] == method]
-        mean = {m: round(sum(r[m] for r in sel) / len(sel), 4) for m in ("psnr_y", "ssim_y", "flicker")}
+        mean = {m: round(sum(r[m] for r in sel) / len(sel), 4) for m in METRICS}
         out.append({"source": "mean", "variant": variant, "method": method} | mean)
     return out
 
@@ -219,8 +225,9 @@ def print_table(result: dict) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"{result['model']} ×{result['scale']}, first {result['frames']} frames")
-    for col in ("source", "LR", "method", "PSNR-Y dB", "SSIM-Y", "flicker ↓"):
+    names = ", ".join(result["models"]) or "baselines only"
+    table = Table(title=f"{names} ×{result['scale']}, first {result['frames']} frames")
+    for col in ("source", "LR", "method", "PSNR-Y dB", "gain dB", "SSIM-Y", "flicker ↓"):
         table.add_column(col, justify="left" if col in ("source", "LR", "method") else "right")
     for r in result["rows"] + result["mean"]:
         table.add_row(
@@ -228,10 +235,14 @@ def print_table(result: dict) -> None:
             r["variant"],
             r["method"],
             f"{r['psnr_y']:.2f}",
+            f"{r['gain_db']:+.2f}",
             f"{r['ssim_y']:.4f}",
             f"{r['flicker']:.3f}",
         )
-    Console().print(table)
+    console = Console()
+    console.print(table)
+    for name, reason in result["unavailable"].items():
+        console.print(f"{name}: not available ({reason})")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -241,8 +252,9 @@ def main(argv: list[str] | None = None) -> int:
         help="HR videos or frame folders (default: the held-out set in benchmarks/heldout)",
     )  # fmt: skip
     parser.add_argument(
-        "--model", default="tiny", metavar="NAME",
-        help="model name (see `vsrup models`), a converted bundle folder, or tiny weights (.safetensors) (default: tiny)",
+        "--model", default="tiny", metavar="NAME[,NAME...]",
+        help="models to score, comma-separated: names (see `vsrup models`), converted bundle folders, "
+        "or tiny weights (.safetensors); bicubic and Lanczos are always scored (default: tiny)",
     )  # fmt: skip
     parser.add_argument(
         "--scale",
@@ -255,8 +267,9 @@ def main(argv: list[str] | None = None) -> int:
         "--frames", type=int, default=30, metavar="N", help="first N frames of each source (default: 30)"
     )
     parser.add_argument(
-        "--variants", default="bicubic,degraded", metavar="KINDS",
-        help="LR kinds, comma-separated: bicubic, degraded (default: both)",
+        "--variants", default="bicubic,h264", metavar="KINDS",
+        help="LR kinds, comma-separated: bicubic (clean), h264 (bicubic then H.264 CRF 26 4:2:0), "
+        "degraded (blur, noise, H.264) (default: bicubic,h264)",
     )  # fmt: skip
     parser.add_argument(
         "--window",
@@ -265,6 +278,13 @@ def main(argv: list[str] | None = None) -> int:
         metavar="N",
         help="frames per model window (default: the model's, as in upscale)",
     )
+    parser.add_argument(
+        "--per-frame", action="store_true", help="also score each model with windows of one frame"
+    )
+    parser.add_argument(
+        "--skip-missing", action="store_true",
+        help="report a model that cannot be loaded (weights absent) as not available instead of failing",
+    )  # fmt: skip
     parser.add_argument(
         "--threads", type=int, default=0, metavar="N", help="torch CPU threads (0 = torch default)"
     )
@@ -276,7 +296,14 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     try:
         result = evaluate(
-            args.sources, args.model, args.scale, args.frames, tuple(args.variants.split(",")), args.window
+            args.sources,
+            tuple(args.model.split(",")),
+            args.scale,
+            args.frames,
+            tuple(args.variants.split(",")),
+            args.window,
+            per_frame=args.per_frame,
+            skip_missing=args.skip_missing,
         )
     except VsrupError as exc:
         print(f"error: {exc}", file=sys.stderr)
