@@ -141,8 +141,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--threads", type=int, default=1,
-        help="torch CPU threads (default 1: on a busy machine the many small metric ops of a wider pool "
-        "wait on each other; SSIM took 50x longer with 2 threads under load; 0 = torch default)",
+        help="torch CPU threads for the models (default 1: on a busy 2-core machine a 2-thread pool "
+        "waits on its slower thread; 0 = torch default); the metrics always run on one",
     )  # fmt: skip
     parser.add_argument(
         "--out", type=Path, default=ROOT / "benchmarks" / "results" / "heldout_table.json",

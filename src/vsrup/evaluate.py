@@ -118,11 +118,18 @@ def lanczos(lr: torch.Tensor, scale: int) -> torch.Tensor:
 
 
 def score(out: torch.Tensor, hr: torch.Tensor, border: int) -> dict[str, float]:
-    return {
-        "psnr_y": round(psnr_y(out, hr, border), 3),
-        "ssim_y": round(ssim_y(out, hr, border), 4),
-        "flicker": round(flicker(out, hr, border), 4),
-    }
+    # The metrics are many small element-wise ops: on one thread they never wait for a second one
+    # (with a 2-thread pool on a busy 2-core machine SSIM took 20x longer), so score on one.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return {
+            "psnr_y": round(psnr_y(out, hr, border), 3),
+            "ssim_y": round(ssim_y(out, hr, border), 4),
+            "flicker": round(flicker(out, hr, border), 4),
+        }
+    finally:
+        torch.set_num_threads(threads)
 
 
 def load_models(
