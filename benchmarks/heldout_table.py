@@ -70,13 +70,14 @@ def _cell(value: float, signed: bool) -> str:
 
 
 def markdown(report: dict) -> str:
-    """Two tables (PSNR-Y gain over bicubic; flicker), one row per scale × LR × method, one column
-    per sequence and the mean; the bicubic row of the first gives its absolute PSNR-Y."""
+    """Two tables (PSNR-Y gain over bicubic, with the mean flicker beside it; flicker), one row per
+    scale × LR × method, one column per sequence and the mean; the bicubic row of the first gives
+    its absolute PSNR-Y."""
     runs = report["runs"]
     sequences = _order(runs[0]["rows"]) if runs else []
     head = "| ×, LR | method | " + " | ".join(sequences) + " | **mean** |"
     rule = "|---|---|" + "---:|" * (len(sequences) + 1)
-    gains, flick = [head, rule], [head, rule]
+    gains, flick = [head + " flicker ↓ (mean) |", rule + "---:|"], [head, rule]
     for result in runs:
         for variant in result["variants"]:
             label = f"×{result['scale']}, {LR_NAMES.get(variant, variant)}"
@@ -91,7 +92,7 @@ def markdown(report: dict) -> str:
                 gains.append(
                     f"| {label} | {name} | "
                     + " | ".join(cells)
-                    + f" | **{_cell(means[method][key], not absolute)}** |"
+                    + f" | **{_cell(means[method][key], not absolute)}** | {means[method]['flicker']:.2f} |"
                 )
                 cells = [f"{per[s]['flicker']:.2f}" for s in sequences]
                 flick.append(
