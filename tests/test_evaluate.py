@@ -122,6 +122,7 @@ def test_h264_lr_is_the_clean_lr_compressed_and_decoded_whole():
     clean, compressed = make_lr(hr, 4, "bicubic"), make_lr(hr, 4, "h264")
     assert compressed.shape == clean.shape == (7, 3, 19, 25)
     assert not torch.equal(compressed, clean)
+    assert not torch.equal(compressed, make_lr(hr, 4, "degraded"))  # no blur or noise before it
     assert torch.equal(compressed, make_lr(hr, 4, "h264"))
     assert torch.equal(compressed, (compressed * 255).round() / 255)  # 8-bit values, as decoded
     error = psnr_y(compressed, clean)
