@@ -8,6 +8,7 @@ import torch
 from helpers import write_rgb
 from PIL import Image
 
+from vsrup import models
 from vsrup.evaluate import (
     PSNR_CAP,
     evaluate,
@@ -19,6 +20,7 @@ from vsrup.evaluate import (
     ssim_y,
     upscale_clip,
 )
+from vsrup.models.bicubic import Bicubic
 from vsrup.models.tiny import TinyConfig, TinyVSR
 
 Y_GAIN = 65.481 + 128.553 + 24.966  # BT.601: a grey step of d in RGB moves Y by 219·d (8-bit units)
@@ -160,35 +162,31 @@ def test_benchmark_runs_end_to_end_on_a_frame_folder(tmp_path):
     assert result["mean"][0]["source"] == "mean"
 
 
-class Brightened(torch.nn.Module):
+class Brightened(Bicubic):
     """Bicubic, then brighter by a fixed step: two of them with different steps are two models
     whose scores differ from bicubic's and from each other's in a known direction."""
 
     def __init__(self, scale: int, step: float) -> None:
-        super().__init__()
-        from vsrup.models.bicubic import Bicubic
+        super().__init__(scale)
+        self.step = step
 
-        self.inner, self.step = Bicubic(scale), step
+    def upscale(self, frames, tile=0):
+        return (super().upscale(frames, tile) + self.step).clamp(0, 1)
 
-    def __getattr__(self, name):
-        try:
-            return super().__getattr__(name)
-        except AttributeError:
-            return getattr(self.inner, name)
 
-    def upscale(self, frames):
-        return (self.inner.upscale(frames) + self.step).clamp(0, 1)
+def put_in_catalogue(monkeypatch, name, loader):
+    """`name` in the model catalogue for this test only; `loader(scale)` makes the model."""
+    entry = models.CatalogueEntry(name, lambda scale, device, dtype, options: loader(scale), scales=(2, 4))
+    monkeypatch.setitem(models.catalogue.ENTRIES, name, entry)
 
 
 def test_eval_scores_each_named_model_and_no_other(tmp_path, monkeypatch):
     """Issue 25 item 9: a row named after a model holds that model's output. Two distinguishable
     models are scored in one run; each row must equal the score of that model's own output, so
     scoring bicubic, the default model or the other named model under its name fails here."""
-    from vsrup import models
-
     steps = {"eval-plus-2": 2 / 255, "eval-plus-6": 6 / 255}
     for name, step in steps.items():
-        monkeypatch.setitem(models._LOADERS, name, lambda scale, device, dtype, s=step: Brightened(scale, s))
+        put_in_catalogue(monkeypatch, name, lambda scale, s=step: Brightened(scale, s))
     folder = frame_folder(tmp_path, count=4)
     result = evaluate([folder], models=tuple(steps), scale=4, frames=4, variants=("bicubic",))
     rows = {r["method"]: r for r in result["rows"]}
@@ -204,13 +202,12 @@ def test_eval_scores_each_named_model_and_no_other(tmp_path, monkeypatch):
 
 
 def test_a_model_without_weights_is_reported_not_available(tmp_path, monkeypatch):
-    from vsrup import models
     from vsrup.errors import WeightsError
 
-    def absent(scale, device, dtype):
+    def absent(scale):
         raise WeightsError("run `vsrup download-weights absent`")
 
-    monkeypatch.setitem(models._LOADERS, "absent", absent)
+    put_in_catalogue(monkeypatch, "absent", absent)
     folder = frame_folder(tmp_path)
     with pytest.raises(WeightsError):
         evaluate([folder], models=("absent",), frames=3, variants=("bicubic",))

@@ -4,9 +4,8 @@ import importlib.util
 import json
 from pathlib import Path
 
-from test_evaluate import Brightened, frame_folder
+from test_evaluate import Brightened, frame_folder, put_in_catalogue
 
-from vsrup import models
 from vsrup.errors import WeightsError
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "heldout_table.py"
@@ -20,11 +19,11 @@ def load_script():
 
 
 def test_table_scores_every_scale_and_lr_per_sequence_and_lists_missing_models(tmp_path, monkeypatch):
-    def absent(scale, device, dtype):
+    def absent(scale):
         raise WeightsError("run `vsrup download-weights absent` first")
 
-    monkeypatch.setitem(models._LOADERS, "absent", absent)
-    monkeypatch.setitem(models._LOADERS, "plus-20", lambda scale, device, dtype: Brightened(scale, 20 / 255))
+    put_in_catalogue(monkeypatch, "absent", absent)
+    put_in_catalogue(monkeypatch, "plus-20", lambda scale: Brightened(scale, 20 / 255))
     first, second = tmp_path / "first", tmp_path / "second"
     first.mkdir(), second.mkdir()
     table = load_script()
