@@ -35,7 +35,7 @@ from vsrup.pipeline.plan import make_plan
 from vsrup.pipeline.runner import Runner, to_image
 from vsrup.pipeline.stream import upscale_stream
 from vsrup.train.data import read_frames
-from vsrup.train.degrade import Recipe, degrade, downscale
+from vsrup.train.degrade import Recipe, degrade, downscale, from_uint8, h264, to_uint8
 
 # The held-out set: lossless HR sequences kept in the repository (benchmarks/heldout, sources and
 # licenses in its SOURCES.md), never used for training.
@@ -59,10 +59,13 @@ def held_out_sources(folder: Path = HELD_OUT) -> list[Path]:
 H264_CRF = 26
 LR_VARIANTS = {
     "bicubic": "antialiased bicubic ÷scale, rounded to 8 bit (clean, lossless)",
-    "h264": f"that bicubic LR encoded with libx264 CRF {H264_CRF} yuv420p and decoded (what users have)",
+    "h264": f"that bicubic LR encoded with libx264 CRF {H264_CRF} yuv420p (preset veryfast, no "
+    "macroblock tree) and decoded (what users have)",
     "degraded": f"blur σ 0.8, noise 2/255, then H.264 CRF {H264_CRF} (a harder, synthetic mix)",
 }
-H264 = Recipe(h264_crf=H264_CRF)  # no blur, bicubic ÷scale, no noise: only the compression
+# x264's macroblock tree made the same LR encode to different bytes from run to run here (0.01 dB
+# apart); without it every run and every method sees the same input.
+H264_PARAMS = "mbtree=0"
 DEGRADED = Recipe(blur_sigma=(0.8, 0.8), noise_sigma=2 / 255, h264_crf=H264_CRF)
 
 
@@ -85,11 +88,13 @@ def load_hr(source: Path, frames: int, scale: int) -> torch.Tensor:
 
 def make_lr(hr: torch.Tensor, scale: int, variant: str) -> torch.Tensor:
     """The LR input of one kind (see `LR_VARIANTS`), 8-bit values, (T, 3, H/scale, W/scale)."""
+    clean = quantize(downscale(hr, scale, "bicubic"))
     if variant == "bicubic":
-        return quantize(downscale(hr, scale, "bicubic"))
-    if variant in ("h264", "degraded"):  # the whole clip is one H.264 stream, as in a real file
-        recipe = H264 if variant == "h264" else DEGRADED
-        return quantize(degrade(hr, scale, recipe, np.random.default_rng(0)))
+        return clean
+    if variant == "h264":  # the whole clip is one H.264 stream, as in a real file
+        return from_uint8(h264(to_uint8(clean), H264_CRF, H264_PARAMS))
+    if variant == "degraded":
+        return quantize(degrade(hr, scale, DEGRADED, np.random.default_rng(0)))
     raise UsageError(f"unknown LR variant {variant!r}; choose from {', '.join(LR_VARIANTS)}")
 
 

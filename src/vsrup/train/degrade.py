@@ -127,8 +127,10 @@ def jpeg(frame: np.ndarray, quality: int) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"))
 
 
-def h264(frames: np.ndarray, crf: int) -> np.ndarray:
-    """Encode a (T, h, w, 3) uint8 window as H.264 (yuv420p, one thread: deterministic) and decode it."""
+def h264(frames: np.ndarray, crf: int, x264_params: str = "") -> np.ndarray:
+    """Encode a (T, h, w, 3) uint8 window as H.264 (yuv420p, one thread) and decode it.
+    `x264_params` go to x264 as they are; "mbtree=0" makes the bytes the same on every run (with
+    the macroblock tree, x264 here encodes the same frames differently from run to run)."""
     t, h, w, _ = frames.shape
     ph, pw = h + h % 2, w + w % 2  # 4:2:0 needs even sizes
     padded = np.pad(frames, ((0, 0), (0, ph - h), (0, pw - w), (0, 0)), mode="edge")
@@ -137,6 +139,8 @@ def h264(frames: np.ndarray, crf: int) -> np.ndarray:
         stream = out.add_stream("libx264", rate=Fraction(25))
         stream.width, stream.height, stream.pix_fmt = pw, ph, "yuv420p"
         stream.options = {"crf": str(crf), "preset": "veryfast", "threads": "1"}
+        if x264_params:
+            stream.options = stream.options | {"x264-params": x264_params}
         stream.codec_context.time_base = Fraction(1, 25)
         for i, frame in enumerate(padded):
             vf = av.VideoFrame.from_ndarray(frame, format="rgb24")
