@@ -107,6 +107,7 @@ def markdown(report: dict) -> str:
         [
             f"# Held-out quality, {report['date']} (commit {report['commit']})",
             "",
+            *([report["note"], ""] if report.get("note") else []),
             f"{report['machine']}; first {report['frames']} frames of each sequence; "
             + ", ".join(f"×{r['scale']} took {r['seconds']} s" for r in runs)
             + ".",
