@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Train span-video's adapter (LoRA + flow-aligned neighbour fusion) on the frozen SPAN base, in the
+# background, one thread, resumable. Needs the converted base: `vsrup download-weights span`.
+#   scripts/train_span_video.sh 4            # start (or continue: the run resumes when its dir exists)
+#   tail -f runs/span-video-x4/log.jsonl     # loss every 10 steps, monitor every 200
+# The finished adapter lands in src/vsrup/assets/span_video_x{SCALE}.safetensors (+ .json).
+set -euo pipefail
+SCALE=${1:-4}
+STEPS=${STEPS:-5000}
+cd "$(dirname "$0")/.."
+RUN=runs/span-video-x$SCALE
+mkdir -p "$RUN"
+RESUME=()
+[[ -f $RUN/state.json ]] && RESUME=(--resume)
+PY=${PYTHON:-python}
+PYTHONPATH=$PWD/src OMP_NUM_THREADS=1 nohup setsid "$PY" -m vsrup.train.span_loop \
+    --scale "$SCALE" --steps "$STEPS" --run-dir "$RUN" --cache-dir runs/span-cache \
+    --out "src/vsrup/assets/span_video_x$SCALE.safetensors" "${RESUME[@]}" \
+    >>"$RUN/stdout.log" 2>&1 &
+echo "training ×$SCALE in the background (pid $!); log: $RUN/log.jsonl"
