@@ -33,7 +33,7 @@ def build_split_cache(
     first `train_part`, and eight monitor windows per clip from its last tenth. Cached on disk."""
     _check_not_held_out(sources)
     spec = {"sources": [s.name for s in sources], "seed": seed, "crop": crop, "windows": windows}
-    spec |= {"train_part": train_part, "window": WINDOW}
+    spec |= {"train_part": train_part, "window": WINDOW, "val_windows_per_clip": 8}
     key = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
     path = cache_dir / f"span_split_{key}.npz"
     if path.is_file():
