@@ -32,7 +32,7 @@ from torch.nn.utils import parametrize
 
 from vsrup.models.base import InputSize, ModelDescription, Tiling, VSRModel
 from vsrup.models.flow import warp, window_flows
-from vsrup.models.span import LICENCE, SCALES, TILE_OVERLAP, SPANNet
+from vsrup.models.span import LICENCE, SCALES, TILE_OVERLAP, EngineTiles, SPANNet, channels_last
 
 NAME = "span-video"
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
@@ -131,9 +131,10 @@ class SPANVideo(VSRModel):
     neighbourhood = (1, 1)
 
     def __init__(self, net: SPANVideoNet) -> None:
-        nn.Module.__init__(self)  # (VSRModel.__init__ sets engine-written tile state we do not use)
+        nn.Module.__init__(self)  # (VSRModel.__init__ is mid-migration on main: issue 24)
         self.net = net
         self.scale = net.config.scale
+        self.tiles = EngineTiles(latent_overlap=OVERLAP)
 
     @property
     def description(self) -> ModelDescription:
@@ -152,8 +153,11 @@ class SPANVideo(VSRModel):
     def upscale(self, frames: torch.Tensor, tile: int = 0) -> torch.Tensor:
         from vsrup.pipeline.tiling import tiled_apply
 
+        tile = tile or self.tiles.latent_tile
         flows = window_flows(frames, frames.shape[0]).to(frames.dtype)
-        out = tiled_apply(self._whole, frames, tile, OVERLAP, out_scale=self.scale, extras=[(flows, 1)])
+        out = tiled_apply(
+            channels_last(self._whole), frames, tile, OVERLAP, out_scale=self.scale, extras=[(flows, 1)]
+        )
         return out.clamp(0, 1)
 
     def _whole(self, frames: torch.Tensor, flows: torch.Tensor) -> torch.Tensor:
@@ -211,4 +215,4 @@ def load_span_video(
         raise WeightsError(f"span-video has no ×{scale} adapter in this install ({adapter.name} is missing)")
     net = load_adapter(load_span_net(require_base(scale)), adapter)
     net.merge()
-    return SPANVideo(net).to(device=device, dtype=dtype)
+    return SPANVideo(net).to(device=device, dtype=dtype).to(memory_format=torch.channels_last)

