@@ -78,7 +78,10 @@ def main() -> None:
     ref = outputs.get("fp32")
     report = {}
     for name in runs:
-        row = {"best_s": round(best[name], 4), "psnr_y": round(float(psnr_y(outputs[name], hr, args.scale)), 3)}
+        row = {
+            "best_s": round(best[name], 4),
+            "psnr_y": round(float(psnr_y(outputs[name], hr, args.scale)), 3),
+        }
         if ref is not None:
             row["max_diff_levels"] = round(float((outputs[name] - ref).abs().max() * 255), 2)
         report[name] = row

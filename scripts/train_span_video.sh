@@ -8,6 +8,7 @@
 set -euo pipefail
 SCALE=${1:-4}
 STEPS=${STEPS:-2500}
+CROP=${CROP:-$((48 * SCALE))}  # HR crop: 48 LR pixels at either scale (the same cost per step)
 cd "$(dirname "$0")/.."
 RUN=runs/span-video-x$SCALE
 mkdir -p "$RUN"
@@ -16,7 +17,7 @@ RESUME=()
 [[ -f $RUN/state.json && -n ${RESCHEDULE:-} ]] && RESUME+=(--reschedule)  # a new STEPS, recorded
 PY=${PYTHON:-python}
 PYTHONPATH=$PWD/src OMP_NUM_THREADS=1 nohup setsid "$PY" -m vsrup.train.span_loop \
-    --scale "$SCALE" --steps "$STEPS" --run-dir "$RUN" --cache-dir runs/span-cache \
+    --scale "$SCALE" --steps "$STEPS" --crop "$CROP" --run-dir "$RUN" --cache-dir runs/span-cache \
     --out "src/vsrup/assets/span_video_x$SCALE.safetensors" "${RESUME[@]}" \
     >>"$RUN/stdout.log" 2>&1 &
 echo "training ×$SCALE in the background (pid $!); log: $RUN/log.jsonl"

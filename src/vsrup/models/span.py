@@ -160,6 +160,11 @@ class SPAN(VSRModel):
             licence=LICENCE,
         )
 
+    @property
+    def bytes_per_output_pixel(self) -> int:
+        """(read by the planner of before the declared contract, issue 24)"""
+        return self.description.bytes_per_output_pixel
+
     def upscale(self, frames: torch.Tensor, tile: int = 0) -> torch.Tensor:
         from vsrup.pipeline.tiling import tiled_apply
 
