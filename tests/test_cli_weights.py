@@ -43,6 +43,8 @@ def test_models_lists_every_model_with_a_size(tmp_path, monkeypatch):
         "dloral",
         "osediff",
         "bicubic",
+        "span",
+        "span-video",
         *community,
         "sd21-base",
     ]  # models, then base weights
@@ -54,7 +56,7 @@ def test_models_lists_every_model_with_a_size(tmp_path, monkeypatch):
 
     table = CliRunner().invoke(app, ["models"], env={"COLUMNS": "200"}).output
     assert "?" not in table
-    for text in (f"{shipped / 1e6:.1f} MB", "≈ 5.2 GB", "≈ 3.6 GB", "bicubic"):
+    for text in (f"{shipped / 1e6:.1f} MB", "≈ 5.2 GB", "≈ 3.6 GB", "≈ 9.0 MB", "bicubic"):
         assert text in table
 
 

