@@ -3,6 +3,7 @@
 # background, one thread, resumable. Needs the converted base: `vsrup download-weights span`.
 #   scripts/train_span_video.sh 4            # start (or continue: the run resumes when its dir exists)
 #   tail -f runs/span-video-x4/log.jsonl     # loss every 10 steps, monitor every 200
+#   EXTRA="--clean 0.5 --blur-scale 0.4" scripts/train_span_video.sh 2   # other settings (new run)
 #   kill -- -PID; RESCHEDULE=1 STEPS=1800 scripts/train_span_video.sh 4   # end sooner (or later)
 # The finished adapter lands in src/vsrup/assets/span_video_x{SCALE}.safetensors (+ .json).
 set -euo pipefail
@@ -18,6 +19,6 @@ RESUME=()
 PY=${PYTHON:-python}
 PYTHONPATH=$PWD/src OMP_NUM_THREADS=1 nohup setsid "$PY" -m vsrup.train.span_loop \
     --scale "$SCALE" --steps "$STEPS" --crop "$CROP" --run-dir "$RUN" --cache-dir runs/span-cache \
-    --out "src/vsrup/assets/span_video_x$SCALE.safetensors" "${RESUME[@]}" \
+    --out "src/vsrup/assets/span_video_x$SCALE.safetensors" ${EXTRA:-} "${RESUME[@]}" \
     >>"$RUN/stdout.log" 2>&1 &
 echo "training ×$SCALE in the background (pid $!); log: $RUN/log.jsonl"

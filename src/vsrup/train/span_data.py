@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -66,9 +67,11 @@ def _crop(frames: list[np.ndarray], y: int, x: int, crop: int) -> np.ndarray:
     return np.stack([f[y : y + crop, x : x + crop] for f in frames])
 
 
-def sample_recipe(rng: np.random.Generator, clean: float) -> Recipe:
+def sample_recipe(rng: np.random.Generator, clean: float, blur_scale: float = 1.0) -> Recipe:
     """clean bicubic (`clean`), else: H.264 CRF 18–32 after bicubic (half of the rest), JPEG
-    (a sixth), or `degrade.sample_params`' blur/noise/kernel/codec mix (a third)."""
+    (a sixth), or `degrade.sample_params`' blur/noise/kernel/codec mix (a third), its blur σ
+    multiplied by `blur_scale` (σ up to 2.5 HR px is strong at ×2: the model then learns to
+    sharpen what is sharp already, and loses on clean input)."""
     u = rng.random()
     if u < clean:
         return Recipe()
@@ -77,7 +80,10 @@ def sample_recipe(rng: np.random.Generator, clean: float) -> Recipe:
         return Recipe(h264_crf=int(rng.integers(18, 33)))
     if u < 2 / 3:
         return Recipe(jpeg_quality=int(rng.integers(40, 91)))
-    return sample_params(rng, clean_fraction=0.0)
+    recipe = sample_params(rng, clean_fraction=0.0)
+    if blur_scale != 1.0:
+        recipe = replace(recipe, blur_sigma=tuple(blur_scale * v for v in recipe.blur_sigma))
+    return recipe
 
 
 def centre_flows(lr: torch.Tensor) -> torch.Tensor:
@@ -96,14 +102,20 @@ def to_tensor(windows: np.ndarray) -> torch.Tensor:
 
 
 def make_triples(
-    hr: torch.Tensor, scale: int, rng: np.random.Generator, clean: float, vary: float, lone: float
+    hr: torch.Tensor,
+    scale: int,
+    rng: np.random.Generator,
+    clean: float,
+    vary: float,
+    lone: float,
+    blur_scale: float = 1.0,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """HR windows (B, WINDOW, 3, H, W) → (LR triples (B, 3, 3, h, w), flows (B, 4, h, w), HR centres).
     With probability `lone` a neighbour is replaced by the frame itself (zero flow): a shot's
     first or last frame, as the engine gives it."""
     lrs = []
     for window in hr:
-        recipe = sample_recipe(rng, clean)
+        recipe = sample_recipe(rng, clean, blur_scale)
         lrs.append(degrade(window, scale, recipe, rng, vary=rng.random() < vary)[1:4])
     lr = torch.stack(lrs)
     flows = centre_flows(lr)

@@ -53,6 +53,7 @@ class SpanTrainSettings:
     temporal: bool = True
     hidden: int = 48
     clean: float = 0.35  # share of clean bicubic LR
+    blur_scale: float = 1.0  # × the blur σ of the general degradation mix (see span_data)
     lone: float = 0.1  # per side: a neighbour replaced by the frame itself (shot edges)
     frequency_weight: float = 0.05
     run_dir: str = "runs/span-video-x4"
@@ -92,7 +93,7 @@ def _batch(train: np.ndarray, step: int, s: SpanTrainSettings):
         windows.append(w[::-1] if rng.random() < 0.5 else w)
     p = step / s.steps  # the curriculum of loop.py: frame-varying degradations from 30 % of the run
     vary = 0.0 if p < 0.3 else 0.5 * (p - 0.3) / 0.7
-    return make_triples(to_tensor(np.stack(windows)), s.scale, rng, s.clean, vary, s.lone)
+    return make_triples(to_tensor(np.stack(windows)), s.scale, rng, s.clean, vary, s.lone, s.blur_scale)
 
 
 def _save(run: Path, net: SPANVideoNet, opt, state: dict) -> None:
