@@ -1,4 +1,5 @@
-"""`vsrup train` (or `python -m vsrup.train`): train the tiny model from the command line."""
+"""`vsrup train` (or `python -m vsrup.train`): train the tiny model from the command line;
+`vsrup train span-video ...` trains span-video's adapter instead (`span_loop.py`)."""
 
 from __future__ import annotations
 
@@ -76,6 +77,10 @@ def parse(argv: list[str]) -> tuple[TrainSettings, bool, bool, bool]:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["span-video"]:  # `vsrup train span-video ...`: the adapter on the SPAN base
+        from vsrup.train.span_loop import main as span_video_main
+
+        return span_video_main(argv[1:])
     settings, resume, progress, reschedule = parse(argv)
     command = "python -m vsrup.train " + shlex.join(argv)
     try:

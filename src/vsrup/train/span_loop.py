@@ -202,7 +202,7 @@ def train(
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    parser = argparse.ArgumentParser(prog="python -m vsrup.train.span_loop", description=__doc__)
+    parser = argparse.ArgumentParser(prog="vsrup train span-video", description=__doc__)
     for f in fields(SpanTrainSettings):
         flag = "--" + f.name.replace("_", "-")
         if isinstance(f.default, bool):
