@@ -4,6 +4,7 @@
 #   scripts/train_span_video.sh 4            # start (or continue: the run resumes when its dir exists)
 #   tail -f runs/span-video-x4/log.jsonl     # loss every 10 steps, monitor every 200
 #   EXTRA="--clean 0.5 --blur-scale 0.4" scripts/train_span_video.sh 2   # other settings (new run)
+#   RUN=runs/variant OUT=runs/variant/final.safetensors EXTRA=... scripts/train_span_video.sh 4
 #   kill -- -PID; RESCHEDULE=1 STEPS=1800 scripts/train_span_video.sh 4   # end sooner (or later)
 # The finished adapter lands in src/vsrup/assets/span_video_x{SCALE}.safetensors (+ .json).
 set -euo pipefail
@@ -11,7 +12,8 @@ SCALE=${1:-4}
 STEPS=${STEPS:-2500}
 CROP=${CROP:-$((48 * SCALE))}  # HR crop: 48 LR pixels at either scale (the same cost per step)
 cd "$(dirname "$0")/.."
-RUN=runs/span-video-x$SCALE
+RUN=${RUN:-runs/span-video-x$SCALE}
+OUT=${OUT:-src/vsrup/assets/span_video_x$SCALE.safetensors}
 mkdir -p "$RUN"
 RESUME=()
 [[ -f $RUN/state.json ]] && RESUME=(--resume)
@@ -19,6 +21,6 @@ RESUME=()
 PY=${PYTHON:-python}
 PYTHONPATH=$PWD/src OMP_NUM_THREADS=1 nohup setsid "$PY" -m vsrup.train.span_loop \
     --scale "$SCALE" --steps "$STEPS" --crop "$CROP" --run-dir "$RUN" --cache-dir runs/span-cache \
-    --out "src/vsrup/assets/span_video_x$SCALE.safetensors" ${EXTRA:-} "${RESUME[@]}" \
+    --out "$OUT" ${EXTRA:-} "${RESUME[@]}" \
     >>"$RUN/stdout.log" 2>&1 &
 echo "training ×$SCALE in the background (pid $!); log: $RUN/log.jsonl"
