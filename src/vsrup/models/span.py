@@ -18,14 +18,13 @@ The weights are never shipped: `vsrup download-weights span` converts them on th
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vsrup.models.base import InputSize, ModelDescription, Tiling, VSRModel
+from vsrup.models.base import InputSize, ModelDescription, TileSettings, Tiling, VSRModel
 
 RGB_MEAN = (0.4488, 0.4371, 0.4040)  # upstream's DIV2K mean; the converter reads the file's own
 IMG_RANGE = 255.0
@@ -123,15 +122,6 @@ def channels_last(fn):
     return run
 
 
-@dataclass
-class EngineTiles:
-    """The tile the engine of before the declared contract writes into a model (`model.tiles`),
-    in input pixels here. Until every caller passes `upscale(frames, tile=...)` (issue 24)."""
-
-    latent_tile: int = 0
-    latent_overlap: int = TILE_OVERLAP
-
-
 class SPAN(VSRModel):
     """Pretrained SPAN applied to each frame on its own: the base and baseline of the video model."""
 
@@ -140,10 +130,10 @@ class SPAN(VSRModel):
     neighbourhood = (0, 0)
 
     def __init__(self, net: SPANNet) -> None:
-        nn.Module.__init__(self)  # (VSRModel.__init__ is mid-migration on main: issue 24)
+        super().__init__()
         self.net = net
         self.scale = net.scale
-        self.tiles = EngineTiles()
+        self.tiles = TileSettings(latent_tile=0, latent_overlap=TILE_OVERLAP)  # input pixels here
 
     @property
     def description(self) -> ModelDescription:

@@ -30,9 +30,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import parametrize
 
-from vsrup.models.base import InputSize, ModelDescription, Tiling, VSRModel
+from vsrup.models.base import InputSize, ModelDescription, TileSettings, Tiling, VSRModel
 from vsrup.models.flow import warp, window_flows
-from vsrup.models.span import LICENCE, SCALES, TILE_OVERLAP, EngineTiles, SPANNet, channels_last
+from vsrup.models.span import LICENCE, SCALES, TILE_OVERLAP, SPANNet, channels_last
 
 NAME = "span-video"
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
@@ -131,10 +131,10 @@ class SPANVideo(VSRModel):
     neighbourhood = (1, 1)
 
     def __init__(self, net: SPANVideoNet) -> None:
-        nn.Module.__init__(self)  # (VSRModel.__init__ is mid-migration on main: issue 24)
+        super().__init__()
         self.net = net
         self.scale = net.config.scale
-        self.tiles = EngineTiles(latent_overlap=OVERLAP)
+        self.tiles = TileSettings(latent_tile=0, latent_overlap=OVERLAP)  # input pixels here
 
     @property
     def description(self) -> ModelDescription:
