@@ -110,6 +110,7 @@ def test_training_resumed_from_a_checkpoint_equals_the_uninterrupted_run(tmp_pat
             out=str(tmp_path / run / "final.safetensors"), base=str(tmp_path / "base.safetensors"),
             scale=2, steps=4, batch=2, crop=16, rank=2, hidden=4, run_dir=str(tmp_path / run),
             cache_dir=str(tmp_path / "cache"), cache_windows=3, eval_every=2, data=str(tmp_path / "data"),
+            clean=0.5, blur_scale=0.4, log_loss=True,  # the shipped recipe
         )  # fmt: skip
 
     train(settings("a"))
