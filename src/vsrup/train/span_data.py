@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from vsrup.models.flow import _dis, _luma_u8, pair_flow
-from vsrup.train.data import _check_not_held_out, read_frames
+from vsrup.train.data import _check_not_held_out, _still_crops, read_frames
 from vsrup.train.degrade import Recipe, degrade, downscale, sample_params
 
 WINDOW = 5  # frames degraded together; the model sees the middle three
@@ -28,13 +28,23 @@ VAL_CRF = 26  # the benchmark's web-like compression
 
 
 def build_split_cache(
-    sources: list[Path], cache_dir: Path, seed: int, crop: int, windows: int, train_part: float = 0.85
+    sources: list[Path],
+    cache_dir: Path,
+    seed: int,
+    crop: int,
+    windows: int,
+    train_part: float = 0.85,
+    stills: list[Path] = (),
+    per_still: int = 4,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(train, val) uint8 arrays (N, WINDOW, crop, crop, 3): train windows spread over each clip's
-    first `train_part`, and eight monitor windows per clip from its last tenth. Cached on disk."""
-    _check_not_held_out(sources)
+    first `train_part`, plus `per_still` moving-camera windows per still photograph (`motion.py`),
+    and eight monitor windows per clip from its last tenth. Cached on disk."""
+    _check_not_held_out([*sources, *stills])
     spec = {"sources": [s.name for s in sources], "seed": seed, "crop": crop, "windows": windows}
     spec |= {"train_part": train_part, "window": WINDOW, "val_windows_per_clip": 8}
+    if stills:  # (keeps the key of caches built without stills)
+        spec |= {"stills": [str(p.relative_to(p.parents[1])) for p in stills], "per_still": per_still}
     key = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
     path = cache_dir / f"span_split_{key}.npz"
     if path.is_file():
@@ -55,6 +65,8 @@ def build_split_cache(
                 y, x = int(rng.integers(0, h - crop + 1)), int(rng.integers(0, w - crop + 1))
                 val.append(_crop(frames[s : s + WINDOW], y, x, crop))
         del frames
+    if stills:
+        train += _still_crops(list(stills), rng, WINDOW, crop, per_still)
     cache_dir.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npz")
     np.savez(tmp, train=np.stack(train), val=np.stack(val))

@@ -28,7 +28,7 @@ from vsrup.errors import UsageError, VsrupError
 from vsrup.models.span import load_span_net
 from vsrup.models.span_video import AdapterConfig, SPANVideoNet, load_adapter, save_adapter
 from vsrup.train import losses
-from vsrup.train.data import DEFAULT_DATA, default_sources, portable_path
+from vsrup.train.data import DEFAULT_DATA, default_sources, portable_path, still_images
 from vsrup.train.span_data import (
     build_split_cache,
     gain_over_bicubic,
@@ -67,6 +67,8 @@ class SpanTrainSettings:
     eval_every: int = 200
     threads: int = 1
     data: str = ""  # a folder of training clips (default: ../shared/data beside the project)
+    stills: str = ""  # photographs for moving-camera windows (scripts/prep_wallpapers.py → images/)
+    per_still: int = 4
 
 
 def lr_at(step: int, s: SpanTrainSettings) -> float:
@@ -127,7 +129,10 @@ def train(
     run.mkdir(parents=True, exist_ok=True)
     sources = default_sources(Path(s.data) if s.data else DEFAULT_DATA)
     sources = [p for p in sources if p.is_file()]  # the clips (the frame folders are LR or held out)
-    train_hr, val_hr = build_split_cache(sources, Path(s.cache_dir), s.seed, s.crop + 32, s.cache_windows)
+    stills = still_images(Path(s.stills)) if s.stills else []
+    train_hr, val_hr = build_split_cache(
+        sources, Path(s.cache_dir), s.seed, s.crop + 32, s.cache_windows, stills=stills, per_still=s.per_still
+    )
     inputs = monitor_inputs(val_hr, s.scale)
     base_path = _base_path(s)
     torch.manual_seed(s.seed)
@@ -200,6 +205,7 @@ def train(
         "cpu": platform.processor() or platform.machine(),
         "torch": torch.__version__,
         "data": [portable_path(p) for p in sources],
+        "stills": {"folder": s.stills, "images": len(stills), "per_still": s.per_still},
         "settings": asdict(s) | {"base": Path(base_path).name},
         "reschedules": history,
         "monitor": gain_over_bicubic(net.eval(), inputs, s.scale),
