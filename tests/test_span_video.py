@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import torch
-from conftest import make_clip
+from helpers import make_clip
 from safetensors.torch import load_file, save_file
 from span_fakes import random_frames, small_span
 

