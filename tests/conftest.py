@@ -23,3 +23,15 @@ def sample_clip() -> Path:
     if not SAMPLE_CLIP.is_file():
         pytest.fail(f"the committed sample clip {SAMPLE_CLIP.relative_to(REPO)} is missing")
     return SAMPLE_CLIP
+
+
+@pytest.fixture(autouse=True)
+def _catalogue_as_shipped():
+    """Whatever a test registers in the model catalogue (a test model, bench's `@random` models
+    measured in this process) is gone after it, so a later `vsrup models` lists only real ones."""
+    from vsrup.models import catalogue
+
+    before = dict(catalogue.ENTRIES)
+    yield
+    catalogue.ENTRIES.clear()
+    catalogue.ENTRIES.update(before)
