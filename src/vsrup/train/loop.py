@@ -74,13 +74,19 @@ class TrainSettings:
     init: str = ""
 
 
+def warmup_cosine(step: int, steps: int, peak: float, warm_div: int, floor: float) -> float:
+    """The learning rate at `step` of `steps`: a linear warm-up over the first steps // warm_div,
+    then cosine decay from `peak` to `floor` × peak (every trainer here uses this shape)."""
+    warm = max(1, steps // warm_div)
+    if step < warm:
+        return peak * (step + 1) / warm
+    p = (step - warm) / max(1, steps - warm)
+    return peak * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * p)))
+
+
 def lr_at(step: int, s: TrainSettings) -> float:
     """Short linear warm-up, then cosine decay to 2% of the peak."""
-    warm = max(1, s.steps // 30)
-    if step < warm:
-        return s.lr * (step + 1) / warm
-    p = (step - warm) / max(1, s.steps - warm)
-    return s.lr * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * p)))
+    return warmup_cosine(step, s.steps, s.lr, warm_div=30, floor=0.02)
 
 
 def vary_prob(step: int, s: TrainSettings) -> float:

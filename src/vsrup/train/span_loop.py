@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import platform
 import shlex
 import sys
@@ -29,6 +28,7 @@ from vsrup.models.span import load_span_net
 from vsrup.models.span_video import AdapterConfig, SPANVideoNet, load_adapter, save_adapter
 from vsrup.train import losses
 from vsrup.train.data import DEFAULT_DATA, default_sources, portable_path, still_images
+from vsrup.train.loop import warmup_cosine
 from vsrup.train.span_data import (
     build_split_cache,
     gain_over_bicubic,
@@ -72,11 +72,8 @@ class SpanTrainSettings:
 
 
 def lr_at(step: int, s: SpanTrainSettings) -> float:
-    warm = max(1, s.steps // 40)
-    if step < warm:
-        return s.lr * (step + 1) / warm
-    p = (step - warm) / max(1, s.steps - warm)
-    return s.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * p)))
+    """Warm-up over the first 2.5 % of steps, then cosine decay to 5 % of the peak."""
+    return warmup_cosine(step, s.steps, s.lr, warm_div=40, floor=0.05)
 
 
 def _base_path(s: SpanTrainSettings) -> Path:
