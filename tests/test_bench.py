@@ -34,7 +34,7 @@ def test_bench_bicubic_end_to_end_reports_every_part(tmp_path):
         assert report[part]["frames"] == 6, part
         positive(report[part], "fps", "seconds", "peak_rss_mib")
         # fps is checkable without timing anything: the report's own frames over its own seconds
-        # (rounded to 4 decimals; a doubled or per-window fps is far off).
+        # (seconds are kept to the microsecond; a doubled or per-window fps is far off).
         assert report[part]["fps"] == pytest.approx(6 / report[part]["seconds"], rel=0.01), part
     # The model run and the floor run load torch and a model; decoding alone does not.
     assert report["decode"]["peak_rss_mib"] < report["floor"]["peak_rss_mib"]
